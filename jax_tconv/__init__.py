@@ -1,0 +1,29 @@
+"""jax_tconv: transposed convolution in JAX, exact against PyTorch, in every formulation."""
+
+from jax_tconv._api import METHODS as METHODS
+from jax_tconv._api import auto_method as auto_method
+from jax_tconv._api import conv_transpose as conv_transpose
+from jax_tconv._api import conv_transpose_dilated as conv_transpose_dilated
+from jax_tconv._api import conv_transpose_matmul as conv_transpose_matmul
+from jax_tconv._api import conv_transpose_vjp as conv_transpose_vjp
+from jax_tconv._conv import conv as conv
+from jax_tconv._matmul import MATMUL_MAX_BYTES as MATMUL_MAX_BYTES
+from jax_tconv._matmul import conv_matrix as conv_matrix
+from jax_tconv._spec import default_dimension_numbers as default_dimension_numbers
+from jax_tconv.reference import conv_transpose_reference as conv_transpose_reference
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "METHODS",
+    "MATMUL_MAX_BYTES",
+    "auto_method",
+    "conv",
+    "conv_matrix",
+    "conv_transpose",
+    "conv_transpose_dilated",
+    "conv_transpose_matmul",
+    "conv_transpose_reference",
+    "conv_transpose_vjp",
+    "default_dimension_numbers",
+]

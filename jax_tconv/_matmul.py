@@ -1,0 +1,144 @@
+"""Formulation 2: write the convolution as a matrix `C`, multiply by its transpose.
+
+Each row of `C` belongs to one element of the forward conv's output and holds
+the kernel values that produce it, zero-padded into the columns of the input
+elements they touch. For a 4x4 input and a 3x3 kernel (stride 1, no padding,
+one channel) `C` is 4x16; ``Cᵀ`` sends each of the 4 values of a 2x2 input to
+the 9 outputs its row touches.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.experimental import sparse as jsparse
+
+from jax_tconv._spec import ConvSpec, Spec, conv_spec
+
+#: Largest dense convolution matrix, in bytes, that "matmul" will build (256 MiB).
+MATMUL_MAX_BYTES = 1 << 28
+
+
+def conv_matrix(w, input_shape, *, strides=1, padding=0, dilation=1, groups=1,
+                dimension_numbers=None, sparse=False):
+    """The matrix `C` of the forward `conv` on inputs of shape `input_shape`.
+
+    ``conv(x, w, ...).reshape(-1) == conv_matrix(w, x.shape, ...) @ x.reshape(-1)``:
+    rows follow the flattened forward output (the transposed conv's input),
+    columns the flattened forward input, each in its layout's own (row-major)
+    order. The transposed convolution is ``conv_matrix(...).T``.
+
+    Args:
+      w: the kernel, laid out by the kernel spec of `dimension_numbers`.
+      input_shape: the full shape of the forward conv's input (batch included;
+        use batch 1 for the per-example matrix).
+      strides, padding, dilation, groups, dimension_numbers: as in `conv`.
+      sparse: return a `jax.experimental.sparse.BCOO` holding only the
+        structural non-zeros instead of a dense array.
+
+    Returns:
+      ``(prod(out_shape), prod(input_shape))``, dense or BCOO, of `w`'s dtype.
+
+    Raises:
+      ValueError: dense `C` would exceed `MATMUL_MAX_BYTES`, or the usual
+        argument errors of `conv`.
+
+    Example:
+      >>> import jax.numpy as jnp, jax_tconv
+      >>> jax_tconv.conv_matrix(jnp.ones((3, 3, 1, 1)), (1, 4, 4, 1)).shape
+      (4, 16)
+    """
+    w = jnp.asarray(w)
+    x = jax.ShapeDtypeStruct(tuple(input_shape), w.dtype)
+    spec = conv_spec("conv_matrix", x, w, strides=strides, padding=padding, dilation=dilation,
+                     groups=groups, dimension_numbers=dimension_numbers, precision=None,
+                     preferred_element_type=None)
+    return _matrix("conv_matrix", w, tuple(x.shape), spec, sparse=sparse)
+
+
+def transpose_by_matmul(x, w, spec: Spec):
+    """``y = Cᵀ x``, one example at a time (one matrix for the whole batch)."""
+    cspec = ConvSpec(spec.dn, spec.strides, spec.forward_padding, spec.dilation, spec.groups)
+    n_axis_x, n_axis_y = spec.dn.out_spec[0], spec.dn.lhs_spec[0]
+    example = list(spec.out_shape)
+    example[n_axis_y] = 1
+    c = _matrix("conv_transpose", w, tuple(example), cspec, sparse=False)
+    batch = x.shape[n_axis_x]
+    rows = jnp.moveaxis(x, n_axis_x, 0).reshape(batch, -1)  # each row: one example's vec(x)
+    y = lax.dot_general(rows, c, (((1,), (0,)), ((), ())), precision=spec.precision,
+                        preferred_element_type=spec.preferred_element_type)
+    del example[n_axis_y]
+    return jnp.moveaxis(y.reshape(batch, *example), 0, n_axis_y)
+
+
+def _matrix(fn, w, input_shape, spec: ConvSpec, *, sparse):
+    out_shape = _output_shape(input_shape, tuple(w.shape), spec)
+    shape = (math.prod(out_shape), math.prod(input_shape))
+    nbytes = shape[0] * shape[1] * w.dtype.itemsize
+    if not sparse and nbytes > MATMUL_MAX_BYTES:
+        raise ValueError(
+            f"{fn}: the dense convolution matrix would be {shape[0]} x {shape[1]} = "
+            f"{nbytes:,} bytes, over MATMUL_MAX_BYTES = {MATMUL_MAX_BYTES:,}; use "
+            f"method='vjp' or method='dilated' (or conv_matrix(..., sparse=True))."
+        )
+    rows, cols, taps = _structure(input_shape, tuple(w.shape), spec)
+    values = w.reshape(-1)[taps]
+    if sparse:
+        indices = jnp.asarray(np.stack([rows, cols], axis=1))
+        return jsparse.BCOO((values, indices), shape=shape)
+    return jnp.zeros(shape, w.dtype).at[rows, cols].set(values, unique_indices=True)
+
+
+def _output_shape(input_shape, kernel_shape, spec: ConvSpec) -> tuple[int, ...]:
+    """The forward conv's output shape, ``o = floor((i + lo + hi - d*(k - 1) - 1) / s) + 1``."""
+    dn = spec.dn
+    out = [0] * len(input_shape)
+    out[dn.out_spec[0]] = input_shape[dn.lhs_spec[0]]
+    out[dn.out_spec[1]] = kernel_shape[dn.rhs_spec[0]]
+    for a_in, a_k, a_out, s, d, (lo, hi) in zip(dn.lhs_spec[2:], dn.rhs_spec[2:], dn.out_spec[2:],
+                                               spec.strides, spec.dilation, spec.padding):
+        out[a_out] = (input_shape[a_in] + lo + hi - d * (kernel_shape[a_k] - 1) - 1) // s + 1
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _structure(input_shape, kernel_shape, spec: ConvSpec):
+    """Row, column and kernel-tap index of every structural non-zero of `C`.
+
+    Output element (n, o, j) of the forward conv reads input element
+    (n, g*I + i, j*s - lo + t*d) with kernel value w[o, i, t], where
+    g = o // (O / groups) is o's group; taps that land in the padding are dropped.
+    """
+    dn = spec.dn
+    out_shape = _output_shape(input_shape, kernel_shape, spec)
+    size = [input_shape[a] for a in dn.lhs_spec[2:]]
+    k = [kernel_shape[a] for a in dn.rhs_spec[2:]]
+    out = [out_shape[a] for a in dn.out_spec[2:]]
+    batch = input_shape[dn.lhs_spec[0]]
+    c_out, i_g = kernel_shape[dn.rhs_spec[0]], kernel_shape[dn.rhs_spec[1]]
+    ns = len(size)
+
+    n, o, i, *jt = np.meshgrid(np.arange(batch), np.arange(c_out), np.arange(i_g),
+                               *(np.arange(v) for v in out), *(np.arange(v) for v in k),
+                               indexing="ij")
+    j, t = jt[:ns], jt[ns:]
+    c_in = (o // (c_out // spec.groups)) * i_g + i
+    pos = [j[a] * spec.strides[a] - spec.padding[a][0] + t[a] * spec.dilation[a] for a in range(ns)]
+    keep = np.logical_and.reduce([(p >= 0) & (p < sz) for p, sz in zip(pos, size)] + [n >= 0])
+    pos = [np.clip(p, 0, sz - 1) for p, sz in zip(pos, size)]
+
+    def flat(spec_axes, shape, values):
+        index = [None] * len(shape)
+        for a, v in zip(spec_axes, values):
+            index[a] = v[keep]
+        return np.ravel_multi_index(tuple(index), shape)
+
+    rows = flat(dn.out_spec, out_shape, (n, o, *j))
+    cols = flat(dn.lhs_spec, input_shape, (n, c_in, *pos))
+    taps = flat(dn.rhs_spec, kernel_shape, (o, i, *t))
+    return rows, cols, taps

@@ -1,0 +1,395 @@
+"""Argument normalisation: the one place that knows the geometry.
+
+Every public entry point turns its user arguments into a `Spec` (for
+``conv_transpose`` and its formulations) or a `ConvSpec` (for the forward
+``conv``). Formulations only ever read a spec; none re-parses user input.
+
+Notation, per spatial dimension (Dumoulin & Visin, "A guide to convolution
+arithmetic for deep learning", arXiv 1603.07285, Relationship 14 and the
+PyTorch ``ConvTranspose`` docs)::
+
+    i   input size of the transposed conv   (= output size of the forward conv)
+    o   output size of the transposed conv  (= input size of the forward conv)
+    k   kernel size, s stride, d dilation, (lo, hi) the forward conv's padding
+    op  output padding
+
+    o = (i - 1) * s - lo - hi + d * (k - 1) + 1 + op,    0 <= op < max(s, d)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+Pairs = tuple[tuple[int, int], ...]
+
+def default_dimension_numbers(num_spatial: int) -> tuple[str, str, str]:
+    """Channels-last specs for `num_spatial` dims: ('NHWC', 'HWIO', 'NHWC') in 2-D."""
+    if num_spatial <= 3:
+        sp = "DHW"[3 - num_spatial :]
+    else:  # lax accepts any distinct letters; keep them readable.
+        sp = "".join(chr(ord("a") + j) for j in range(num_spatial))
+    return (f"N{sp}C", f"{sp}IO", f"N{sp}C")
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """A fully normalised transposed convolution (hashable, so jit-static).
+
+    Shapes are the arrays' own shapes: `in_shape` is x's (laid out by
+    ``dn.out_spec``, x being the forward conv's output) and `out_shape` is
+    y's (laid out by ``dn.lhs_spec``, y being the forward conv's input).
+    """
+
+    dn: lax.ConvDimensionNumbers
+    in_shape: tuple[int, ...]
+    kernel_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    padding: Pairs
+    output_padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    groups: int
+    precision: Any = None
+    preferred_element_type: Any = None
+
+    @property
+    def num_spatial(self) -> int:
+        return len(self.strides)
+
+    @property
+    def kernel_size(self) -> tuple[int, ...]:
+        return tuple(self.kernel_shape[a] for a in self.dn.rhs_spec[2:])
+
+    @property
+    def in_spatial(self) -> tuple[int, ...]:
+        return tuple(self.in_shape[a] for a in self.dn.out_spec[2:])
+
+    @property
+    def out_spatial(self) -> tuple[int, ...]:
+        return tuple(self.out_shape[a] for a in self.dn.lhs_spec[2:])
+
+    @property
+    def in_channels(self) -> int:
+        return self.in_shape[self.dn.out_spec[1]]
+
+    @property
+    def out_channels(self) -> int:
+        return self.out_shape[self.dn.lhs_spec[1]]
+
+    @property
+    def forward_padding(self) -> Pairs:
+        """Padding of the forward conv from `out_shape` whose output is exactly `in_shape`.
+
+        Equal to `padding` unless op >= s (possible when d > s): the forward conv
+        then sees op // s extra output rows, and trimming hi by s for each one
+        removes them without touching the taps of the others.
+        """
+        return tuple(
+            (lo, hi - s * (op // s))
+            for (lo, hi), s, op in zip(self.padding, self.strides, self.output_padding)
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvSpec:
+    """A fully normalised forward convolution."""
+
+    dn: lax.ConvDimensionNumbers
+    strides: tuple[int, ...]
+    padding: Pairs
+    dilation: tuple[int, ...]
+    groups: int
+    precision: Any = None
+    preferred_element_type: Any = None
+
+
+# ----------------------------------------------------------------------------
+# Small validators. Each raises one message naming the function and argument.
+
+
+def _int(fn: str, name: str, value: Any) -> int:
+    if isinstance(value, bool | np.bool_):
+        raise TypeError(f"{fn}: {name} must be an int, got the bool {value!r}.")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{fn}: {name} must be an int, got {value!r} of type {type(value).__name__}."
+        ) from None
+
+
+def _ints(fn: str, name: str, value: Any, n: int, *, minimum: int) -> tuple[int, ...]:
+    """An int, or one int per spatial dimension, each >= minimum."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != n:
+            raise ValueError(
+                f"{fn}: {name} must be an int or a sequence of {n} ints (one per "
+                f"spatial dimension), got {value!r} of length {len(value)}."
+            )
+        out = tuple(_int(fn, name, v) for v in value)
+    else:
+        out = (_int(fn, name, value),) * n
+    if any(v < minimum for v in out):
+        raise ValueError(f"{fn}: {name} must be >= {minimum} in every dimension, got {value!r}.")
+    return out
+
+
+def _padding_pairs(fn: str, padding: Any, n: int) -> Pairs | str:
+    """'SAME'/'VALID' (upper-cased), or one non-negative (lo, hi) per dimension."""
+    if isinstance(padding, str):
+        mode = padding.upper()
+        if mode not in ("SAME", "VALID"):
+            raise ValueError(
+                f"{fn}: padding string must be 'SAME' or 'VALID', got {padding!r}."
+            )
+        return mode
+    if isinstance(padding, Sequence):
+        if len(padding) != n:
+            raise ValueError(
+                f"{fn}: padding must be an int, 'SAME', 'VALID', or a sequence of {n} "
+                f"ints or (lo, hi) pairs (one per spatial dimension), got {padding!r}."
+            )
+        pairs = []
+        for p in padding:
+            if isinstance(p, Sequence) and not isinstance(p, str):
+                if len(p) != 2:
+                    raise ValueError(
+                        f"{fn}: each padding pair must be (lo, hi), got {p!r} in {padding!r}."
+                    )
+                pairs.append((_int(fn, "padding", p[0]), _int(fn, "padding", p[1])))
+            else:
+                v = _int(fn, "padding", p)
+                pairs.append((v, v))
+        out = tuple(pairs)
+    else:
+        v = _int(fn, "padding", padding)
+        out = ((v, v),) * n
+    if any(v < 0 for pair in out for v in pair):
+        raise ValueError(f"{fn}: padding must be >= 0, got {padding!r}.")
+    return out
+
+
+def _dimension_numbers(fn: str, dimension_numbers: Any, x_ndim: int, w_ndim: int):
+    if x_ndim != w_ndim:
+        raise ValueError(
+            f"{fn}: x and w must have the same rank (batch + channel + spatial dims), "
+            f"got x.ndim={x_ndim} and w.ndim={w_ndim}."
+        )
+    if x_ndim < 3:
+        raise ValueError(
+            f"{fn}: x must have rank >= 3 (batch, channels and at least one spatial "
+            f"dimension), got rank {x_ndim}; add a batch axis with x[None] if needed."
+        )
+    if dimension_numbers is None:
+        dimension_numbers = default_dimension_numbers(x_ndim - 2)
+    if isinstance(dimension_numbers, lax.ConvDimensionNumbers):
+        specs = tuple(dimension_numbers)
+        if not all(sorted(s) == list(range(x_ndim)) for s in specs):
+            raise ValueError(
+                f"{fn}: dimension_numbers {dimension_numbers!r} must hold three "
+                f"permutations of range({x_ndim})."
+            )
+        return dimension_numbers
+    if (
+        not isinstance(dimension_numbers, Sequence)
+        or len(dimension_numbers) != 3
+        or not all(isinstance(s, str) for s in dimension_numbers)
+    ):
+        raise TypeError(
+            f"{fn}: dimension_numbers must be None, a lax.ConvDimensionNumbers, or a "
+            f"tuple of three strings such as ('NHWC', 'HWIO', 'NHWC'), got {dimension_numbers!r}."
+        )
+    lhs, rhs, out = dimension_numbers
+    ok = (
+        all(len(s) == x_ndim for s in dimension_numbers)
+        and len(set(lhs)) == len(lhs)
+        and set(lhs) == set(out)
+        and "N" in lhs and "C" in lhs
+        and len(set(rhs)) == len(rhs)
+        and "O" in rhs and "I" in rhs
+        and set(rhs) - {"O", "I"} == set(lhs) - {"N", "C"}
+    )
+    if not ok:
+        raise ValueError(
+            f"{fn}: malformed dimension_numbers {tuple(dimension_numbers)!r} for rank-{x_ndim} "
+            f"arrays. Rule: three strings of length {x_ndim}; the input and output specs "
+            f"use 'N', 'C' and one letter per spatial dimension, the kernel spec 'O', 'I' "
+            f"and the same spatial letters, e.g. {default_dimension_numbers(x_ndim - 2)!r}."
+        )
+    return lax.conv_dimension_numbers((0,) * x_ndim, (0,) * x_ndim, tuple(dimension_numbers))
+
+
+def _check_dtypes(fn: str, x, w) -> None:
+    if x.dtype != w.dtype:
+        raise TypeError(
+            f"{fn}: x and w must have the same dtype, got x.dtype={x.dtype} and "
+            f"w.dtype={w.dtype}; cast one, e.g. w.astype(x.dtype). Use "
+            f"preferred_element_type to choose the accumulation/output dtype."
+        )
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        raise TypeError(
+            f"{fn}: x and w must be floating point or complex, got {x.dtype}; "
+            f"cast them, e.g. x.astype(jnp.float32)."
+        )
+
+
+def _groups(fn: str, groups: Any, channels: dict[str, int]) -> int:
+    g = _int(fn, "groups", groups)
+    if g < 1:
+        raise ValueError(f"{fn}: groups must be >= 1, got {g}.")
+    for what, c in channels.items():
+        if c % g:
+            raise ValueError(f"{fn}: groups={g} must divide {what}, but {c} is not divisible by {g}.")
+    return g
+
+
+# ----------------------------------------------------------------------------
+# The two spec builders.
+
+
+def conv_spec(fn, x, w, *, strides, padding, dilation, groups, dimension_numbers,
+              precision, preferred_element_type) -> ConvSpec:
+    """Normalise the arguments of the forward `conv`."""
+    _check_dtypes(fn, x, w)
+    dn = _dimension_numbers(fn, dimension_numbers, x.ndim, w.ndim)
+    n = x.ndim - 2
+    s = _ints(fn, "strides", strides, n, minimum=1)
+    d = _ints(fn, "dilation", dilation, n, minimum=1)
+    c_in, i_per_group, c_out = x.shape[dn.lhs_spec[1]], w.shape[dn.rhs_spec[1]], w.shape[dn.rhs_spec[0]]
+    g = _groups(fn, groups, {"the kernel's output channels (O)": c_out})
+    if c_in != i_per_group * g:
+        raise ValueError(
+            f"{fn}: x has {c_in} input channels but w expects {i_per_group} per group "
+            f"x groups={g} = {i_per_group * g}; check w's layout against dimension_numbers."
+        )
+    size = tuple(x.shape[a] for a in dn.lhs_spec[2:])
+    k = tuple(w.shape[a] for a in dn.rhs_spec[2:])
+    pad = _padding_pairs(fn, padding, n)
+    eff_k = tuple(dj * (kj - 1) + 1 for dj, kj in zip(d, k))
+    if isinstance(pad, str):
+        pad = tuple(map(tuple, lax.padtype_to_pads(size, eff_k, s, pad)))
+    for j, (ij, (lo, hi), kj) in enumerate(zip(size, pad, eff_k)):
+        if ij + lo + hi < kj:
+            raise ValueError(
+                f"{fn}: in spatial dimension {j} the padded input ({ij} + {lo} + {hi}) is "
+                f"smaller than the dilated kernel ({kj}); add padding or use a smaller kernel."
+            )
+    return ConvSpec(dn, s, pad, d, g, precision, preferred_element_type)
+
+
+def transpose_spec(fn, x, w, *, strides, padding, output_padding, output_shape, dilation,
+                   groups, dimension_numbers, precision, preferred_element_type) -> Spec:
+    """Normalise the arguments of `conv_transpose` (see the module docstring)."""
+    _check_dtypes(fn, x, w)
+    dn = _dimension_numbers(fn, dimension_numbers, x.ndim, w.ndim)
+    n = x.ndim - 2
+    s = _ints(fn, "strides", strides, n, minimum=1)
+    d = _ints(fn, "dilation", dilation, n, minimum=1)
+    op = _ints(fn, "output_padding", output_padding, n, minimum=0)
+
+    batch, c_in = x.shape[dn.out_spec[0]], x.shape[dn.out_spec[1]]
+    w_o, w_i = w.shape[dn.rhs_spec[0]], w.shape[dn.rhs_spec[1]]
+    if w_o != c_in:
+        raise ValueError(
+            f"{fn}: x has {c_in} channels but w's 'O' axis (the forward conv's output "
+            f"channels, i.e. conv_transpose's input channels) has size {w_o}; w.shape="
+            f"{tuple(w.shape)} read with kernel spec {dimension_numbers or default_dimension_numbers(n)!r}."
+        )
+    g = _groups(fn, groups, {"the input channels": c_in})
+    c_out = w_i * g
+    i = tuple(x.shape[a] for a in dn.out_spec[2:])
+    k = tuple(w.shape[a] for a in dn.rhs_spec[2:])
+    if min(i + k) < 1:
+        raise ValueError(f"{fn}: spatial sizes must be >= 1, got input {i} and kernel {k}.")
+
+    target = None
+    if output_shape is not None:
+        if any(op):
+            raise ValueError(
+                f"{fn}: give output_padding or output_shape, not both (got "
+                f"output_padding={output_padding!r} and output_shape={output_shape!r})."
+            )
+        target = _output_shape(fn, output_shape, n, dn, batch, c_out)
+
+    pad = _padding_pairs(fn, padding, n)
+    if pad == "SAME":
+        if any(op):
+            raise ValueError(
+                f"{fn}: padding='SAME' fixes the output size at input * stride; pass "
+                f"output_shape instead of output_padding={output_padding!r} to pick "
+                f"another size."
+            )
+        if target is None:
+            target = tuple(ij * sj for ij, sj in zip(i, s))
+        # The forward conv's SAME padding for an input of the target size.
+        eff_k = tuple(dj * (kj - 1) + 1 for dj, kj in zip(d, k))
+        for j, (oj, ij, sj) in enumerate(zip(target, i, s)):
+            if -(-oj // sj) != ij:
+                raise ValueError(
+                    f"{fn}: with padding='SAME' the output size in dimension {j} must "
+                    f"satisfy ceil(o / stride) == input size, i.e. {(ij - 1) * sj + 1} <= o "
+                    f"<= {ij * sj}; got output_shape {oj} for input {ij} and stride {sj}."
+                )
+        pad = tuple(map(tuple, lax.padtype_to_pads(target, eff_k, s, "SAME")))
+    elif pad == "VALID":
+        pad = ((0, 0),) * n
+
+    natural = tuple(
+        (ij - 1) * sj - lo - hi + dj * (kj - 1) + 1
+        for ij, sj, (lo, hi), dj, kj in zip(i, s, pad, d, k)
+    )
+    if target is not None:
+        op = tuple(t - nat for t, nat in zip(target, natural))
+        for j, (t, nat, sj, dj) in enumerate(zip(target, natural, s, d)):
+            if not 0 <= t - nat < max(sj, dj):
+                raise ValueError(
+                    f"{fn}: output_shape is unreachable in spatial dimension {j}: got "
+                    f"{t}, but input {i[j]}, kernel {k[j]}, stride {sj}, dilation {dj} and "
+                    f"padding {pad[j]} reach only sizes {nat} to {nat + max(sj, dj) - 1}."
+                )
+    for j, (opj, sj, dj) in enumerate(zip(op, s, d)):
+        if opj >= max(sj, dj):
+            raise ValueError(
+                f"{fn}: output_padding must be smaller than max(stride, dilation) in each "
+                f"dimension, got output_padding={opj} with stride={sj} and dilation={dj} in "
+                f"spatial dimension {j}."
+            )
+    for j, nat in enumerate(natural):
+        if nat < 1:
+            raise ValueError(
+                f"{fn}: padding {pad[j]} is too large in spatial dimension {j}: the output "
+                f"size (i - 1)*s - lo - hi + d*(k - 1) + 1 would be {nat}; reduce padding."
+            )
+    o = tuple(nat + opj for nat, opj in zip(natural, op))
+
+    out_shape = [0] * x.ndim
+    out_shape[dn.lhs_spec[0]], out_shape[dn.lhs_spec[1]] = batch, c_out
+    for a, oj in zip(dn.lhs_spec[2:], o):
+        out_shape[a] = oj
+    return Spec(dn, tuple(x.shape), tuple(w.shape), tuple(out_shape), s, pad, op, d, g,
+                precision, preferred_element_type)
+
+
+def _output_shape(fn, output_shape, n, dn, batch, c_out) -> tuple[int, ...]:
+    """Spatial sizes from `output_shape`: n spatial sizes, or the full output shape."""
+    if not isinstance(output_shape, Sequence) or len(output_shape) not in (n, n + 2):
+        raise ValueError(
+            f"{fn}: output_shape must be a sequence of {n} spatial sizes or the full "
+            f"{n + 2}-dim output shape, got {output_shape!r}."
+        )
+    shape = tuple(_int(fn, "output_shape", v) for v in output_shape)
+    if len(shape) == n:
+        return shape
+    if shape[dn.lhs_spec[0]] != batch or shape[dn.lhs_spec[1]] != c_out:
+        raise ValueError(
+            f"{fn}: full output_shape {shape} disagrees with the batch size {batch} or the "
+            f"output channels {c_out} (kernel 'I' size x groups)."
+        )
+    return tuple(shape[a] for a in dn.lhs_spec[2:])
