@@ -11,6 +11,7 @@ from jax_tconv._matmul import MATMUL_MAX_BYTES as MATMUL_MAX_BYTES
 from jax_tconv._matmul import conv_matrix as conv_matrix
 from jax_tconv._spec import default_dimension_numbers as default_dimension_numbers
 from jax_tconv.reference import conv_transpose_reference as conv_transpose_reference
+from jax_tconv.reference import conv_transpose_reference_vjp as conv_transpose_reference_vjp
 
 __version__ = "0.1.0"
 
@@ -24,6 +25,7 @@ __all__ = [
     "conv_transpose_dilated",
     "conv_transpose_matmul",
     "conv_transpose_reference",
+    "conv_transpose_reference_vjp",
     "conv_transpose_vjp",
     "default_dimension_numbers",
 ]

@@ -2,7 +2,11 @@
 
 Deliberately independent of JAX and of the rest of jax_tconv (no lax, no
 output-size formula shared with `_spec`): it is what the tests and the
-self-check (`python -m jax_tconv`) measure every formulation against.
+self-check (``python -m jax_tconv``) measure every formulation against.
+
+Layout: channels first, ``x: (N, C_in, *i)``, ``w`` in PyTorch's
+``ConvTranspose`` layout ``(C_in, C_out // groups, *k)``; ``padding`` is one
+``(lo, hi)`` pair per spatial dimension (the forward conv's padding).
 """
 
 from __future__ import annotations
@@ -12,47 +16,78 @@ import itertools
 import numpy as np
 
 
-def conv_transpose_reference(x, w, *, strides, padding, output_padding, dilation, groups=1):
-    """Transposed convolution by explicit scatter, channels-first, in float64/complex128.
-
-    Args:
-      x: ``(N, C_in, *i)``.
-      w: PyTorch's ``ConvTranspose`` layout ``(C_in, C_out // groups, *k)``.
-      strides, dilation, output_padding: one int per spatial dimension.
-      padding: one ``(lo, hi)`` pair per spatial dimension (the forward conv's).
-      groups: channel groups.
-
-    Returns:
-      ``(N, C_out, *o)``: input element ``x[n, c, p]`` adds ``x[n, c, p] * w[c, :, t]``
-      to position ``p*s + t*d`` of an uncropped output, which is then cropped
-      by ``lo`` below and ``hi - output_padding`` above.
-    """
-    x, w = np.asarray(x), np.asarray(w)
-    dtype = np.complex128 if np.iscomplexobj(x) or np.iscomplexobj(w) else np.float64
-    x, w = x.astype(dtype), w.astype(dtype)
-    n, c_in, *i = x.shape
-    _, c_out_g, *k = w.shape
+def _pairs(x_shape, w_shape, strides, dilation, groups):
+    """Yield (group slices, input position p, tap t, uncropped output position p*s + t*d)."""
+    _, c_in, *i = x_shape
+    _, c_out_g, *k = w_shape
     c_in_g = c_in // groups
-    full = [(ij - 1) * s + d * (kj - 1) + 1 for ij, kj, s, d in zip(i, k, strides, dilation)]
-    y = np.zeros((n, c_out_g * groups, *full), dtype)
     for g in range(groups):
-        xg = x[:, g * c_in_g:(g + 1) * c_in_g]
-        wg = w[g * c_in_g:(g + 1) * c_in_g]
-        yg = y[:, g * c_out_g:(g + 1) * c_out_g]
+        cin = slice(g * c_in_g, (g + 1) * c_in_g)
+        cout = slice(g * c_out_g, (g + 1) * c_out_g)
         for p in itertools.product(*map(range, i)):
-            value = xg[(slice(None), slice(None), *p)]           # (N, C_in_g)
             for t in itertools.product(*map(range, k)):
                 at = tuple(pj * s + tj * d for pj, tj, s, d in zip(p, t, strides, dilation))
-                yg[(slice(None), slice(None), *at)] += value @ wg[(slice(None), slice(None), *t)]
-    # Crop: lo below, hi - output_padding above (a negative crop extends with zeros).
-    out = y
-    for axis, ((lo, hi), op) in enumerate(zip(padding, output_padding), start=2):
-        size = out.shape[axis] - lo - hi + op
-        if size < 1:
-            raise ValueError(f"reference: output size {size} < 1 in axis {axis}")
-        if out.shape[axis] < lo + size:  # extend with zeros at the high end
-            extra = [(0, 0)] * out.ndim
-            extra[axis] = (0, lo + size - out.shape[axis])
-            out = np.pad(out, extra)
-        out = np.take(out, np.arange(lo, lo + size), axis=axis)
-    return out
+                yield cin, cout, p, t, at
+
+
+def _window(full_shape, padding, output_padding):
+    """Slices of the uncropped output that form the output, and the zero-extension needed."""
+    crop, extend = [], []
+    for size, (lo, hi), op in zip(full_shape, padding, output_padding):
+        o = size - lo - hi + op
+        if o < 1:
+            raise ValueError(f"reference: output size {o} < 1")
+        crop.append(slice(lo, lo + o))
+        extend.append((0, max(0, lo + o - size)))
+    return crop, extend
+
+
+def _setup(x, w, strides, dilation):
+    x, w = np.asarray(x), np.asarray(w)
+    dtype = np.complex128 if np.iscomplexobj(x) or np.iscomplexobj(w) else np.float64
+    n, _, *i = x.shape
+    _, c_out_g, *k = w.shape
+    full = [(ij - 1) * s + d * (kj - 1) + 1 for ij, kj, s, d in zip(i, k, strides, dilation)]
+    return x.astype(dtype), w.astype(dtype), dtype, full
+
+
+def conv_transpose_reference(x, w, *, strides, padding, output_padding, dilation, groups=1):
+    """Transposed convolution by explicit scatter, in float64 (or complex128).
+
+    Input element ``x[n, c, p]`` adds ``x[n, c, p] * w[c, :, t]`` to position
+    ``p*s + t*d`` of an uncropped output of size ``(i - 1)*s + d*(k - 1) + 1``,
+    which is then cropped by ``lo`` below and ``hi - output_padding`` above.
+
+    Returns:
+      ``(N, C_out, *o)``.
+    """
+    x, w, dtype, full = _setup(x, w, strides, dilation)
+    n, c_out = x.shape[0], w.shape[1] * groups
+    y = np.zeros((n, c_out, *full), dtype)
+    for cin, cout, p, t, at in _pairs(x.shape, w.shape, strides, dilation, groups):
+        y[(slice(None), cout, *at)] += x[(slice(None), cin, *p)] @ w[(cin, slice(None), *t)]
+    crop, extend = _window(full, padding, output_padding)
+    y = np.pad(y, [(0, 0), (0, 0), *extend])
+    return y[(slice(None), slice(None), *crop)]
+
+
+def conv_transpose_reference_vjp(x, w, g, *, strides, padding, output_padding, dilation,
+                                 groups=1):
+    """Gradients of ``sum(g * conv_transpose(x, w))`` with respect to x and w, by gather.
+
+    The scatter is linear in each argument; its adjoint gathers the cotangent
+    `g` (zero-filled back into the uncropped output) at the same positions.
+
+    Returns:
+      ``(dx, dw)`` shaped like ``x`` and ``w``.
+    """
+    x, w, dtype, full = _setup(x, w, strides, dilation)
+    crop, _ = _window(full, padding, output_padding)
+    g_full = np.zeros((*g.shape[:2], *(max(f, c.stop) for f, c in zip(full, crop))), dtype)
+    g_full[(slice(None), slice(None), *crop)] = np.asarray(g)
+    dx, dw = np.zeros_like(x), np.zeros_like(w)
+    for cin, cout, p, t, at in _pairs(x.shape, w.shape, strides, dilation, groups):
+        gv = g_full[(slice(None), cout, *at)]                   # (N, C_out_g)
+        dx[(slice(None), cin, *p)] += gv @ w[(cin, slice(None), *t)].T
+        dw[(cin, slice(None), *t)] += x[(slice(None), cin, *p)].T @ gv
+    return dx, dw
