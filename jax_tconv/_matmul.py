@@ -79,6 +79,8 @@ def transpose_by_matmul(x, w, spec: Spec):
 def _matrix(fn, w, input_shape, spec: ConvSpec, *, sparse):
     out_shape = _output_shape(input_shape, tuple(w.shape), spec)
     shape = (math.prod(out_shape), math.prod(input_shape))
+    if max(shape) >= 2**31:
+        raise ValueError(f"{fn}: the convolution matrix {shape} has over 2**31 rows or columns.")
     nbytes = shape[0] * shape[1] * w.dtype.itemsize
     if not sparse and nbytes > MATMUL_MAX_BYTES:
         raise ValueError(
@@ -136,7 +138,7 @@ def _structure(input_shape, kernel_shape, spec: ConvSpec):
         index = [None] * len(shape)
         for a, v in zip(spec_axes, values):
             index[a] = v[keep]
-        return np.ravel_multi_index(tuple(index), shape)
+        return np.ravel_multi_index(tuple(index), shape).astype(np.int32)
 
     rows = flat(dn.out_spec, out_shape, (n, o, *j))
     cols = flat(dn.lhs_spec, input_shape, (n, c_in, *pos))

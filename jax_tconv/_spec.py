@@ -141,8 +141,8 @@ def _ints(fn: str, name: str, value: Any, n: int, *, minimum: int) -> tuple[int,
     return out
 
 
-def _padding_pairs(fn: str, padding: Any, n: int) -> Pairs | str:
-    """'SAME'/'VALID' (upper-cased), or one non-negative (lo, hi) per dimension."""
+def _padding_pairs(fn: str, padding: Any, n: int, *, negative_ok: bool = False) -> Pairs | str:
+    """'SAME'/'VALID' (upper-cased), or one (lo, hi) per dimension (>= 0 unless negative_ok)."""
     if isinstance(padding, str):
         mode = padding.upper()
         if mode not in ("SAME", "VALID"):
@@ -171,7 +171,7 @@ def _padding_pairs(fn: str, padding: Any, n: int) -> Pairs | str:
     else:
         v = _int(fn, "padding", padding)
         out = ((v, v),) * n
-    if any(v < 0 for pair in out for v in pair):
+    if not negative_ok and any(v < 0 for pair in out for v in pair):
         raise ValueError(f"{fn}: padding must be >= 0, got {padding!r}.")
     return out
 
@@ -271,7 +271,7 @@ def conv_spec(fn, x, w, *, strides, padding, dilation, groups, dimension_numbers
         )
     size = tuple(x.shape[a] for a in dn.lhs_spec[2:])
     k = tuple(w.shape[a] for a in dn.rhs_spec[2:])
-    pad = _padding_pairs(fn, padding, n)
+    pad = _padding_pairs(fn, padding, n, negative_ok=True)  # as lax: negative crops
     eff_k = tuple(dj * (kj - 1) + 1 for dj, kj in zip(d, k))
     if isinstance(pad, str):
         pad = tuple(map(tuple, lax.padtype_to_pads(size, eff_k, s, pad)))
