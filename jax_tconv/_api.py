@@ -25,7 +25,7 @@ _FORMULATIONS = {
 }
 
 
-def auto_method(spec: Spec, backend: str | None = None) -> str:
+def auto_method(spec: Spec, *, backend: str | None = None) -> str:
     """The method "auto" runs for `spec` on `backend` (default: JAX's default backend).
 
     Measured with ``python -m jax_tconv bench`` (see the README's decision table).

@@ -363,9 +363,11 @@ def transpose_spec(fn, x, w, *, strides, padding, output_padding, output_shape, 
             )
     for j, nat in enumerate(natural):
         if nat < 1:
+            (lo, hi), ij, sj, dj, kj = pad[j], i[j], s[j], d[j], k[j]
             raise ValueError(
                 f"{fn}: padding {pad[j]} is too large in spatial dimension {j}: the output "
-                f"size (i - 1)*s - lo - hi + d*(k - 1) + 1 would be {nat}; reduce padding."
+                f"size (i - 1)*s - lo - hi + d*(k - 1) + 1 = ({ij} - 1)*{sj} - {lo} - {hi} + "
+                f"{dj}*({kj} - 1) + 1 would be {nat}; reduce padding."
             )
     o = tuple(nat + opj for nat, opj in zip(natural, op))
 

@@ -1,0 +1,124 @@
+"""Bad input raises a ValueError/TypeError naming the function, the argument and the values."""
+
+import inspect
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jax_tconv
+
+X = jnp.ones((2, 4, 4, 6))      # NHWC, C_in = 6
+W = jnp.ones((3, 3, 2, 6))      # HWIO: I = C_out // groups = 2, O = C_in = 6
+
+
+def call(**kwargs):
+    x = kwargs.pop("x", X)
+    w = kwargs.pop("w", W)
+    return jax_tconv.conv_transpose(x, w, **kwargs)
+
+
+BAD = [
+    # (kwargs, exception, message pattern)
+    (dict(x=jnp.ones((2, 4, 6))), ValueError, r"conv_transpose: x and w must have the same rank.*x.ndim=3 and w.ndim=4"),
+    (dict(x=jnp.ones((4, 6)), w=jnp.ones((3, 6))), ValueError, r"rank >= 3.*x\[None\]"),
+    (dict(w=jnp.ones((3, 3, 2, 5))), ValueError, r"x has 6 channels but w's 'O' axis.*size 5"),
+    (dict(groups=4), ValueError, r"groups=4 must divide the input channels, but 6 is not divisible by 4"),
+    (dict(groups=0), ValueError, r"groups must be >= 1, got 0"),
+    (dict(strides=0), ValueError, r"strides must be >= 1 in every dimension, got 0"),
+    (dict(strides=(2, -1)), ValueError, r"strides must be >= 1 in every dimension, got \(2, -1\)"),
+    (dict(strides=(2, 2, 2)), ValueError, r"strides must be an int or a sequence of 2 ints.*length 3"),
+    (dict(strides=1.5), TypeError, r"strides must be an int, got 1.5 of type float"),
+    (dict(strides=True), TypeError, r"strides must be an int, got the bool True"),
+    (dict(dilation=0), ValueError, r"dilation must be >= 1 in every dimension, got 0"),
+    (dict(padding=5), ValueError, r"padding \(5, 5\) is too large in spatial dimension 0.*= \(4 - 1\)\*1 - 5 - 5 \+ 1\*\(3 - 1\) \+ 1 would be -4; reduce padding"),
+    (dict(padding=-1), ValueError, r"padding must be >= 0, got -1"),
+    (dict(padding="FULL"), ValueError, r"padding string must be 'SAME' or 'VALID', got 'FULL'"),
+    (dict(padding=((1, 2, 3), 0)), ValueError, r"each padding pair must be \(lo, hi\)"),
+    (dict(padding=(1, 1, 1)), ValueError, r"padding must be an int, 'SAME', 'VALID', or a sequence of 2"),
+    (dict(strides=2, output_padding=2), ValueError, r"output_padding must be smaller than max\(stride, dilation\).*output_padding=2 with stride=2 and dilation=1"),
+    (dict(output_padding=-1), ValueError, r"output_padding must be >= 0"),
+    (dict(strides=2, output_shape=(12, 9)), ValueError, r"output_shape is unreachable in spatial dimension 0: got 12.*reach only sizes 9 to 10"),
+    (dict(strides=2, output_shape=(9,)), ValueError, r"output_shape must be a sequence of 2 spatial sizes or the full 4-dim"),
+    (dict(strides=2, output_shape=(2, 9, 9, 5)), ValueError, r"full output_shape \(2, 9, 9, 5\) disagrees"),
+    (dict(strides=2, output_padding=1, output_shape=(10, 10)), ValueError, r"give output_padding or output_shape, not both"),
+    (dict(strides=2, padding="SAME", output_padding=1), ValueError, r"padding='SAME' fixes the output size.*pass output_shape"),
+    (dict(strides=2, padding="SAME", output_shape=(6, 8)), ValueError, r"with padding='SAME'.*7 <= o <= 8; got output_shape 6"),
+    (dict(dimension_numbers=("NHWC", "HWIO")), TypeError, r"dimension_numbers must be None.*tuple of three strings"),
+    (dict(dimension_numbers=("NHWC", "HWOO", "NHWC")), ValueError, r"malformed dimension_numbers \('NHWC', 'HWOO', 'NHWC'\)"),
+    (dict(dimension_numbers=("NCH", "OIH", "NCH")), ValueError, r"malformed dimension_numbers.*rank-4"),
+    (dict(x=jnp.ones((2, 4, 4, 6), jnp.int32), w=jnp.ones((3, 3, 2, 6), jnp.int32)), TypeError, r"must be floating point or complex, got int32; cast them"),
+    (dict(w=jnp.ones((3, 3, 2, 6), jnp.bfloat16)), TypeError, r"same dtype, got x.dtype=float32 and w.dtype=bfloat16; cast one"),
+    (dict(x=jnp.ones((2, 0, 4, 6))), ValueError, r"spatial sizes must be >= 1"),
+]
+
+
+@pytest.mark.parametrize("kwargs,exc,match", BAD, ids=[m[:40] for _, _, m in BAD])
+@pytest.mark.parametrize("method", ["auto", "vjp"])
+def test_bad_input(kwargs, exc, match, method):
+    with pytest.raises(exc, match=match):
+        call(method=method, **kwargs)
+
+
+@pytest.mark.parametrize("method", ["fft", None, "VJP"])
+def test_unknown_method(method):
+    with pytest.raises(ValueError, match=rf"conv_transpose: unknown method {method!r}; choose "
+                                         r"'auto' or one of 'vjp', 'matmul', 'dilated'"):
+        call(method=method)
+
+
+def test_errors_name_the_formulation_function():
+    with pytest.raises(ValueError, match=r"^conv_transpose_dilated: groups=4 must divide"):
+        jax_tconv.conv_transpose_dilated(X, W, groups=4)
+
+
+def test_matmul_refuses_before_allocating(monkeypatch):
+    monkeypatch.setattr(jax_tconv._matmul, "MATMUL_MAX_BYTES", 1000)
+    with pytest.raises(ValueError, match=r"dense convolution matrix would be 96 x 72 = 27,648 "
+                                         r"bytes.*use method='vjp' or method='dilated'"):
+        call(method="matmul")
+
+
+def test_matmul_default_bound_on_a_large_layer():
+    x = jnp.ones((1, 64, 64, 128))
+    w = jnp.ones((4, 4, 64, 128))
+    with pytest.raises(ValueError, match=r"over MATMUL_MAX_BYTES = 268,435,456"):
+        jax_tconv.conv_transpose(x, w, strides=2, padding=1, method="matmul")
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(x=jnp.ones((1, 4, 4, 3))), ValueError, r"conv: x has 3 input channels but w expects 2 per group x groups=1"),
+    (dict(groups=4), ValueError, r"conv: groups=4 must divide the kernel's output channels \(O\), but 6"),
+    (dict(padding=(-3, 0)), ValueError, r"conv: in spatial dimension 0 the padded input \(4 \+ -3 \+ -3\)"),
+])
+def test_conv_bad_input(kwargs, exc, match):
+    x = kwargs.pop("x", jnp.ones((1, 4, 4, 2)))
+    with pytest.raises(exc, match=match):
+        jax_tconv.conv(x, W, **kwargs)
+
+
+PUBLIC_FUNCTIONS = [getattr(jax_tconv, n) for n in jax_tconv.__all__
+                    if inspect.isfunction(getattr(jax_tconv, n))]
+
+
+@pytest.mark.parametrize("fn", PUBLIC_FUNCTIONS, ids=lambda f: f.__name__)
+def test_optional_arguments_are_keyword_only(fn):
+    for p in inspect.signature(fn).parameters.values():
+        if p.default is not inspect.Parameter.empty:
+            assert p.kind is inspect.Parameter.KEYWORD_ONLY, (fn.__name__, p.name)
+
+
+def test_methods_are_stable_and_have_functions():
+    assert jax_tconv.METHODS == ("vjp", "matmul", "dilated")
+    for m in jax_tconv.METHODS:
+        fn = getattr(jax_tconv, f"conv_transpose_{m}")
+        params = inspect.signature(fn).parameters
+        assert "method" not in params
+        assert list(params) == [p for p in inspect.signature(jax_tconv.conv_transpose).parameters
+                                if p != "method"]
+
+
+def test_numpy_inputs_and_python_ints_work():
+    y = jax_tconv.conv_transpose(np.ones((1, 2, 2, 1), np.float32), np.ones((3, 3, 1, 1), np.float32),
+                                 strides=np.int64(1), padding=[np.int32(0), 0])
+    assert y.shape == (1, 4, 4, 1)
