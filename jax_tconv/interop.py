@@ -1,0 +1,302 @@
+"""Weights in and out of `jax_tconv.nn`'s ConvTranspose: PyTorch and Flax.
+
+PyTorch (NumPy arrays in and out; torch is never imported)::
+
+    ConvTransposeNd.weight (C_in, C_out // groups, *k)  <->  kernel (*k, C_out // groups, C_in)
+    ConvTransposeNd.bias   (C_out,)                     <->  bias   (C_out,)
+
+PyTorch's constructor arguments carry over with the same meaning:
+``out_channels`` -> ``features`` (nnx: ``out_features``), ``in_channels`` ->
+``in_features`` (nnx), ``stride`` -> ``strides``, ``bias`` -> ``use_bias``;
+``padding``, ``output_padding``, ``dilation``, ``groups`` keep their names.
+
+Flax (`from_flax`): ``flax.linen.ConvTranspose`` (or ``flax.nnx.ConvTranspose``)
+computes ``lax.conv_transpose``: a stride-1 correlation of the stride-dilated
+input, zero-padded by ``(a, b)`` per dimension, with its kernel ``(*k, C_in,
+C_out)`` as is (``transpose_kernel=False``), or with ``(*k, C_out, C_in)``
+flipped and transposed (``transpose_kernel=True``). With ``D = d*(k - 1)``
+that is jax_tconv's ConvTranspose with padding ``(D - a, D - b)``, the kernel
+flipped and its channel axes swapped for ``transpose_kernel=False`` and taken
+as is for ``True``. A negative high padding ``D - b`` becomes
+``output_padding``; what cannot be expressed (``a > D``, ``b - D >=
+max(stride, dilation)``, ``'CIRCULAR'``) raises a ValueError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from jax import lax
+
+
+def from_torch(weight, bias=None):
+    """Module params from a PyTorch ``ConvTranspose{1,2,3}d``'s weight and bias.
+
+    Args:
+      weight: ``(C_in, C_out // groups, *k)``, a NumPy array (or anything
+        `numpy.asarray` takes, e.g. ``module.weight.detach().numpy()``).
+      bias: ``(C_out,)`` or None.
+
+    Returns:
+      ``{'kernel': (*k, C_out // groups, C_in), 'bias': (C_out,)}`` NumPy
+      arrays (no 'bias' when None): ``{'params': ...}`` for linen, or
+      `load_params` for nnx.
+
+    Example:
+      >>> import numpy as np
+      >>> from jax_tconv import interop
+      >>> p = interop.from_torch(np.zeros((8, 3, 4, 4)), np.zeros(3))
+      >>> p['kernel'].shape, p['bias'].shape
+      ((4, 4, 3, 8), (3,))
+    """
+    w = np.asarray(weight)
+    if w.ndim < 3:
+        raise ValueError(
+            f"from_torch: weight must be a ConvTranspose weight (C_in, C_out // groups, *k) "
+            f"with at least one spatial axis, got shape {w.shape}."
+        )
+    n = w.ndim - 2
+    params = {"kernel": np.transpose(w, (*range(2, 2 + n), 1, 0))}
+    if bias is not None:
+        b = np.asarray(bias)
+        if b.ndim != 1 or b.shape[0] % w.shape[1]:
+            raise ValueError(
+                f"from_torch: bias must be (C_out,) with C_out a multiple of weight.shape[1] "
+                f"= C_out // groups = {w.shape[1]}, got bias shape {b.shape}."
+            )
+        params["bias"] = b
+    return params
+
+
+def to_torch(params):
+    """PyTorch ``ConvTranspose{1,2,3}d`` state-dict arrays from module params.
+
+    Args:
+      params: ``{'kernel': (*k, C_out // groups, C_in), 'bias'?: (C_out,)}`` (a
+        linen ``variables['params']``) or an nnx ``ConvTranspose``.
+
+    Returns:
+      ``{'weight': (C_in, C_out // groups, *k), 'bias': (C_out,)}`` NumPy arrays;
+      load with ``module.load_state_dict({k: torch.from_numpy(v) ...})``.
+
+    Example:
+      >>> import numpy as np
+      >>> from jax_tconv import interop
+      >>> interop.to_torch({'kernel': np.zeros((4, 4, 3, 8))})['weight'].shape
+      (8, 3, 4, 4)
+    """
+    kernel, bias = _read(params, "to_torch")
+    if kernel.ndim < 3:
+        raise ValueError(
+            f"to_torch: kernel must be (*k, C_out // groups, C_in), got shape {kernel.shape}."
+        )
+    n = kernel.ndim - 2
+    out = {"weight": np.transpose(kernel, (n + 1, n, *range(n)))}
+    if bias is not None:
+        out["bias"] = bias
+    return out
+
+
+def _read(params, fn):
+    if isinstance(params, Mapping):
+        if "kernel" not in params:
+            raise ValueError(
+                f"{fn}: params must hold 'kernel' (and 'bias'); got keys {sorted(params)}. "
+                f"Pass variables['params'] (of the layer), not the whole variables dict."
+            )
+        bias = params.get("bias")
+        kernel = params["kernel"]
+    elif hasattr(params, "kernel"):  # an nnx layer
+        kernel, bias = params.kernel[...], params.bias
+        bias = None if bias is None else bias[...]
+    else:
+        raise TypeError(f"{fn}: params must be a mapping or an nnx layer, got {type(params)}.")
+    return np.asarray(kernel), None if bias is None else np.asarray(bias)
+
+
+def load_params(layer, params) -> None:
+    """Assign ``{'kernel', 'bias'}`` arrays to an nnx layer's parameters, shapes checked.
+
+    Example:
+      >>> import numpy as np
+      >>> from flax import nnx
+      >>> from jax_tconv import interop
+      >>> from jax_tconv.nn import nnx as tnnx
+      >>> layer = tnnx.ConvTranspose(8, 3, (4, 4), rngs=nnx.Rngs(0))
+      >>> interop.load_params(layer, interop.from_torch(np.ones((8, 3, 4, 4)), np.ones(3)))
+      >>> float(layer.kernel[...].sum()), float(layer.bias[...].sum())
+      (384.0, 3.0)
+    """
+    kernel, bias = _read(params, "load_params")
+    if tuple(layer.kernel.shape) != kernel.shape:
+        raise ValueError(
+            f"load_params: {type(layer).__name__}.kernel has shape {tuple(layer.kernel.shape)}, "
+            f"the given kernel {kernel.shape}."
+        )
+    if (layer.bias is None) != (bias is None):
+        raise ValueError(
+            f"load_params: {type(layer).__name__} has use_bias={layer.bias is not None} but "
+            f"the params {'lack' if bias is None else 'hold'} a bias."
+        )
+    if bias is not None and tuple(layer.bias.shape) != bias.shape:
+        raise ValueError(
+            f"load_params: {type(layer).__name__}.bias has shape {tuple(layer.bias.shape)}, "
+            f"the given bias {bias.shape}."
+        )
+    layer.kernel[...] = kernel.astype(layer.kernel.dtype)
+    if bias is not None:
+        layer.bias[...] = bias.astype(layer.bias.dtype)
+
+
+# ----------------------------------------------------------------------------
+# Flax's ConvTranspose.
+
+
+def _broadcast(value, n):
+    if value is None:
+        return (1,) * n
+    if isinstance(value, int):
+        return (value,) * n
+    return tuple(value)
+
+
+def _flax_pads(padding, k_eff, s, n) -> list[tuple[int, int]]:
+    """The ``(a, b)`` padding lax.conv_transpose applies to the stride-dilated input."""
+    if isinstance(padding, str):
+        if padding == "CIRCULAR":
+            raise ValueError(
+                "from_flax: padding='CIRCULAR' (periodic) has no jax_tconv ConvTranspose "
+                "equivalent, which pads with zeros."
+            )
+        if padding == "SAME":  # lax's forward-SAME rule, per dimension
+            pairs = []
+            for kj, sj in zip(k_eff, s):
+                total = kj + sj - 2
+                a = kj - 1 if sj > kj - 1 else -(-total // 2)
+                pairs.append((a, total - a))
+            return pairs
+        if padding == "VALID":
+            return [(kj - 1, kj + sj - 2 + max(kj - sj, 0) - (kj - 1))
+                    for kj, sj in zip(k_eff, s)]
+        # Other strings reach conv_general_dilated unchanged: its own padding rule
+        # on the dilated input at stride 1, which depends on the kernel size only.
+        try:
+            pads = lax.padtype_to_pads((64,) * n, k_eff, (1,) * n, padding)
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"from_flax: unknown padding string {padding!r}.") from None
+        return [tuple(map(int, p)) for p in pads]
+    if isinstance(padding, int):
+        return [(padding, padding)] * n
+    if isinstance(padding, Sequence) and len(padding) == n:
+        pairs = []
+        for p in padding:
+            if isinstance(p, int):
+                pairs.append((p, p))
+            elif isinstance(p, Sequence) and len(p) == 2:
+                pairs.append((int(p[0]), int(p[1])))
+            else:
+                break
+        if len(pairs) == n:
+            return pairs
+    raise ValueError(f"from_flax: padding {padding!r} is not a valid Flax padding for {n}-D.")
+
+
+def from_flax(module, params=None, *, api="linen"):
+    """Arguments and params of the jax_tconv ConvTranspose equal to a Flax ConvTranspose.
+
+    Args:
+      module: a ``flax.linen.ConvTranspose`` or ``flax.nnx.ConvTranspose``.
+      params: the linen module's ``variables['params']`` (``{'kernel', 'bias'?}``);
+        for an nnx module None (read from it).
+      api: ``"linen"`` (keyword arguments of `jax_tconv.nn.linen.ConvTranspose`)
+        or ``"nnx"`` (of `jax_tconv.nn.nnx.ConvTranspose`, without ``rngs``).
+
+    Returns:
+      ``(kwargs, params)``: construct ``ConvTranspose(**kwargs)`` and use
+      ``{'params': params}`` (linen) or `load_params` (nnx); the outputs equal
+      the Flax module's. A ``mask`` is multiplied into the kernel.
+
+    Raises:
+      ValueError: the configuration has no equivalent (circular padding, padding
+        beyond the reach of the kernel, ``preferred_element_type``), or `api`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, flax.linen as nn
+      >>> from jax_tconv import interop
+      >>> from jax_tconv.nn import linen
+      >>> theirs = nn.ConvTranspose(4, (3, 3), strides=(2, 2), padding="SAME")
+      >>> x = jnp.ones((1, 5, 5, 2))
+      >>> variables = theirs.init(jax.random.key(0), x)
+      >>> kwargs, params = interop.from_flax(theirs, variables["params"])
+      >>> kwargs["padding"], kwargs["output_padding"]
+      (((0, 1), (0, 1)), (0, 0))
+      >>> ours = linen.ConvTranspose(**kwargs)
+      >>> bool(jnp.allclose(ours.apply({"params": params}, x), theirs.apply(variables, x),
+      ...                   atol=1e-5))
+      True
+    """
+    if api not in ("linen", "nnx"):
+        raise ValueError(f"from_flax: api must be 'linen' or 'nnx', got {api!r}.")
+    is_nnx = hasattr(module, "out_features")
+    if is_nnx:
+        if params is not None:
+            raise ValueError("from_flax: an nnx module holds its params; pass params=None.")
+        features = module.out_features
+        params = {"kernel": module.kernel[...]}
+        if module.bias is not None:
+            params["bias"] = module.bias[...]
+    else:
+        features = module.features
+        if params is None:
+            raise ValueError("from_flax: a linen module needs its variables['params'].")
+    kernel, bias = _read(params, "from_flax")
+    if module.use_bias and bias is None:
+        raise ValueError("from_flax: the module has use_bias=True but params hold no 'bias'.")
+    if getattr(module, "preferred_element_type", None) is not None:
+        raise ValueError(
+            "from_flax: preferred_element_type has no jax_tconv layer equivalent; got "
+            f"{module.preferred_element_type!r}."
+        )
+    k = (module.kernel_size,) if isinstance(module.kernel_size, int) else tuple(module.kernel_size)
+    n = len(k)
+    s, d = _broadcast(module.strides, n), _broadcast(module.kernel_dilation, n)
+    if module.mask is not None:
+        kernel = kernel * np.asarray(module.mask)
+    if module.transpose_kernel:  # (*k, C_out, C_in): already jax_tconv's layout
+        c_in = kernel.shape[-1]
+    else:  # (*k, C_in, C_out), correlated as is: flip and swap
+        kernel = np.flip(kernel, axis=tuple(range(n))).swapaxes(-1, -2)
+        c_in = kernel.shape[-1]
+    kernel = np.ascontiguousarray(kernel)
+
+    k_eff = tuple(dj * (kj - 1) + 1 for kj, dj in zip(k, d))
+    padding, output_padding = [], []
+    for j, ((a, b), ke, sj, dj) in enumerate(zip(_flax_pads(module.padding, k_eff, s, n),
+                                                 k_eff, s, d)):
+        reach = ke - 1
+        lo, hi = reach - a, reach - b
+        op = 0
+        if hi < 0:
+            op, hi = -hi, 0
+        if lo < 0 or op >= max(sj, dj):
+            raise ValueError(
+                f"from_flax: padding {module.padding!r} gives lax.conv_transpose padding "
+                f"({a}, {b}) in spatial dimension {j}; jax_tconv reaches (a, b) only for "
+                f"a <= d*(k - 1) = {reach} and b - {reach} < max(stride, dilation) = "
+                f"{max(sj, dj)} (the extra outputs would be constant zeros plus bias)."
+            )
+        padding.append((lo, hi))
+        output_padding.append(op)
+
+    kwargs = dict(kernel_size=k, strides=s, padding=tuple(padding),
+                  output_padding=tuple(output_padding), dilation=d, use_bias=module.use_bias,
+                  dtype=module.dtype, param_dtype=module.param_dtype, precision=module.precision)
+    if api == "linen":
+        kwargs = dict(features=features, **kwargs)
+    else:
+        kwargs = dict(in_features=c_in, out_features=features, **kwargs)
+    out = {"kernel": kernel}
+    if bias is not None:
+        out["bias"] = bias
+    return kwargs, out

@@ -1,0 +1,178 @@
+"""`flax.nnx` layers: ConvTranspose, ResizeConv, SubPixelConv, PixelShuffle.
+
+The same layers as `jax_tconv.nn.linen` (one shared implementation), with nnx's
+conventions: ``in_features`` and ``out_features`` up front, ``rngs`` keyword,
+parameters as attributes ``kernel`` and ``bias`` (``None`` without bias)::
+
+    ConvTranspose  kernel (*k, out_features // groups, in_features)
+    ResizeConv     kernel (*k, in_features // groups, out_features)
+    SubPixelConv   kernel (*k, in_features // groups, out_features * R)
+
+Every argument, the input channel count included, is checked at construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax.numpy as jnp
+from flax import nnx
+
+from jax_tconv.nn import _common
+from jax_tconv.nn._shuffle import pixel_shuffle
+
+Initializer = Callable[..., Any]
+
+
+def _params(module, rngs, kernel_init, kernel_shape, use_bias, bias_init, bias_shape,
+            param_dtype):
+    module.kernel = nnx.Param(kernel_init(rngs.params(), kernel_shape, param_dtype))
+    if use_bias:
+        module.bias = nnx.Param(bias_init(rngs.params(), bias_shape, param_dtype))
+    else:
+        module.bias = nnx.data(None)
+
+
+def _read(module):
+    return module.kernel[...], None if module.bias is None else module.bias[...]
+
+
+class ConvTranspose(nnx.Module):
+    """Transposed convolution with PyTorch's semantics (`jax_tconv.conv_transpose`) as a layer.
+
+    Args:
+      in_features, out_features: ``C_in`` and ``C_out``.
+      kernel_size: one int per spatial dimension (``(4, 4)`` for 2-D).
+      strides, padding, output_padding, dilation, groups, method: as
+        `jax_tconv.nn.linen.ConvTranspose` (PyTorch's meanings; padding is the
+        forward conv's).
+      use_bias, kernel_init, bias_init, dtype, param_dtype, precision: the
+        kernel is ``(*k, out_features // groups, in_features)``.
+      rngs: `nnx.Rngs` for the initializers.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jax_tconv.nn import nnx as tnnx
+      >>> layer = tnnx.ConvTranspose(5, 3, (4, 4), strides=2, padding=1, rngs=nnx.Rngs(0))
+      >>> layer.kernel.shape, layer(jnp.ones((1, 8, 8, 5))).shape
+      ((4, 4, 3, 5), (1, 16, 16, 3))
+    """
+
+    def __init__(self, in_features: int, out_features: int, kernel_size, *, strides=1,
+                 padding=0, output_padding=0, dilation=1, groups=1, use_bias: bool = True,
+                 kernel_init: Initializer = _common.transpose_kernel_init,
+                 bias_init: Initializer = _common.bias_init, dtype=None,
+                 param_dtype=jnp.float32, precision=None, method: str = "auto",
+                 rngs: nnx.Rngs):
+        self.config = _common.transpose_config(
+            type(self).__name__, features=out_features, in_features=in_features,
+            kernel_size=kernel_size, strides=strides, padding=padding,
+            output_padding=output_padding, dilation=dilation, groups=groups,
+            precision=precision, dtype=dtype, method=method)
+        self.in_features, self.out_features = in_features, out_features
+        k = self.config.kernel_size
+        _params(self, rngs, kernel_init, (*k, out_features // groups, in_features), use_bias,
+                bias_init, (out_features,), param_dtype)
+
+    def __call__(self, x, *, output_shape=None):
+        """``(*batch, *i, in_features) -> (*batch, *o, out_features)``.
+
+        `output_shape`: the output's spatial sizes (or full shape) instead of
+        `output_padding`.
+        """
+        kernel, bias = _read(self)
+        return _common.conv_transpose_layer(self.config, x, kernel, bias,
+                                            output_shape=output_shape)
+
+
+class ResizeConv(nnx.Module):
+    """Resize by the strides, then an ordinary convolution (see `jax_tconv.nn.linen.ResizeConv`).
+
+    Same output size as the `ConvTranspose` with the same arguments; kernel
+    ``(*k, in_features // groups, out_features)``; ``resize_method`` default
+    ``'nearest'``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jax_tconv.nn import nnx as tnnx
+      >>> layer = tnnx.ResizeConv(5, 3, (4, 4), strides=2, padding=1, rngs=nnx.Rngs(0))
+      >>> layer(jnp.ones((8, 8, 5))).shape
+      (16, 16, 3)
+    """
+
+    def __init__(self, in_features: int, out_features: int, kernel_size, *, strides=1,
+                 padding=0, output_padding=0, dilation=1, groups=1, use_bias: bool = True,
+                 kernel_init: Initializer = _common.conv_kernel_init,
+                 bias_init: Initializer = _common.bias_init, dtype=None,
+                 param_dtype=jnp.float32, precision=None, resize_method: str = "nearest",
+                 rngs: nnx.Rngs):
+        self.config = _common.transpose_config(
+            type(self).__name__, features=out_features, in_features=in_features,
+            kernel_size=kernel_size, strides=strides, padding=padding,
+            output_padding=output_padding, dilation=dilation, groups=groups,
+            precision=precision, dtype=dtype, resize_method=resize_method)
+        self.in_features, self.out_features = in_features, out_features
+        k = self.config.kernel_size
+        _params(self, rngs, kernel_init, (*k, in_features // groups, out_features), use_bias,
+                bias_init, (out_features,), param_dtype)
+
+    def __call__(self, x, *, output_shape=None):
+        """``(*batch, *i, in_features) -> (*batch, *o, out_features)``."""
+        kernel, bias = _read(self)
+        return _common.resize_conv_layer(self.config, x, kernel, bias, output_shape=output_shape)
+
+
+class SubPixelConv(nnx.Module):
+    """ESPCN sub-pixel convolution (see `jax_tconv.nn.linen.SubPixelConv`).
+
+    Kernel ``(*k, in_features // groups, out_features * R)``, bias
+    ``(out_features * R,)``, ``R = prod(upscale_factor)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jax_tconv.nn import nnx as tnnx
+      >>> layer = tnnx.SubPixelConv(5, 3, (3, 3), upscale_factor=2, rngs=nnx.Rngs(0))
+      >>> layer.kernel.shape, layer(jnp.ones((1, 8, 8, 5))).shape
+      ((3, 3, 5, 12), (1, 16, 16, 3))
+    """
+
+    def __init__(self, in_features: int, out_features: int, kernel_size, *, upscale_factor=2,
+                 padding="SAME", dilation=1, groups=1, use_bias: bool = True,
+                 kernel_init: Initializer = _common.conv_kernel_init,
+                 bias_init: Initializer = _common.bias_init, dtype=None,
+                 param_dtype=jnp.float32, precision=None, rngs: nnx.Rngs):
+        self.config = _common.sub_pixel_config(
+            type(self).__name__, features=out_features, in_features=in_features,
+            kernel_size=kernel_size, upscale_factor=upscale_factor, padding=padding,
+            dilation=dilation, groups=groups, precision=precision, dtype=dtype)
+        self.in_features, self.out_features = in_features, out_features
+        k, c = self.config.kernel_size, self.config.conv_features
+        _params(self, rngs, kernel_init, (*k, in_features // groups, c), use_bias, bias_init,
+                (c,), param_dtype)
+
+    def __call__(self, x):
+        """``(*batch, *i, in_features) -> (*batch, *(conv_out * r), out_features)``."""
+        kernel, bias = _read(self)
+        return _common.sub_pixel_conv_layer(self.config, x, kernel, bias)
+
+
+class PixelShuffle(nnx.Module):
+    """Depth-to-space as a layer: `jax_tconv.nn.pixel_shuffle` with ``num_spatial``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jax_tconv.nn import nnx as tnnx
+      >>> tnnx.PixelShuffle(2, num_spatial=2)(jnp.ones((4, 4, 8))).shape
+      (8, 8, 2)
+    """
+
+    def __init__(self, upscale_factor, *, num_spatial=None):
+        self.upscale_factor = _common._freeze(upscale_factor)
+        self.num_spatial = num_spatial
+
+    def __call__(self, x):
+        return pixel_shuffle(x, self.upscale_factor, num_spatial=self.num_spatial)
