@@ -5,6 +5,7 @@ from jax_tconv._api import auto_method as auto_method
 from jax_tconv._api import conv_transpose as conv_transpose
 from jax_tconv._api import conv_transpose_dilated as conv_transpose_dilated
 from jax_tconv._api import conv_transpose_matmul as conv_transpose_matmul
+from jax_tconv._api import conv_transpose_phase as conv_transpose_phase
 from jax_tconv._api import conv_transpose_vjp as conv_transpose_vjp
 from jax_tconv._conv import conv as conv
 from jax_tconv._matmul import MATMUL_MAX_BYTES as MATMUL_MAX_BYTES
@@ -24,6 +25,7 @@ __all__ = [
     "conv_transpose",
     "conv_transpose_dilated",
     "conv_transpose_matmul",
+    "conv_transpose_phase",
     "conv_transpose_reference",
     "conv_transpose_reference_vjp",
     "conv_transpose_vjp",

@@ -10,11 +10,12 @@ import jax.numpy as jnp
 
 from jax_tconv._dilated import transpose_by_dilation
 from jax_tconv._matmul import transpose_by_matmul
+from jax_tconv._phase import transpose_by_phase
 from jax_tconv._spec import Spec, transpose_spec
 from jax_tconv._vjp import transpose_by_vjp
 
 #: The formulations `method=` accepts besides "auto", in a stable order.
-METHODS = ("vjp", "matmul", "dilated")
+METHODS = ("vjp", "matmul", "dilated", "phase")
 
 # Each formulation is jitted with the spec static: eager calls reuse one
 # compiled program per configuration, and inside a user's jit it inlines.
@@ -22,6 +23,7 @@ _FORMULATIONS = {
     "vjp": jax.jit(transpose_by_vjp, static_argnums=2),
     "matmul": jax.jit(transpose_by_matmul, static_argnums=2),
     "dilated": jax.jit(transpose_by_dilation, static_argnums=2),
+    "phase": jax.jit(transpose_by_phase, static_argnums=2),
 }
 
 
@@ -130,3 +132,7 @@ conv_transpose_matmul = _formulation(
 conv_transpose_dilated = _formulation(
     "dilated", "Transposed convolution as a stride-1 conv of the zero-dilated input with "
     "the flipped kernel.")
+conv_transpose_phase = _formulation(
+    "phase", "Transposed convolution by phase (sub-pixel) decomposition: stride-1 convs of "
+    "the undilated input\nwith the s**n sub-kernels, interleaved; no multiply by an "
+    "inserted zero.")

@@ -63,7 +63,7 @@ def test_bad_input(kwargs, exc, match, method):
 @pytest.mark.parametrize("method", ["fft", None, "VJP"])
 def test_unknown_method(method):
     with pytest.raises(ValueError, match=rf"conv_transpose: unknown method {method!r}; choose "
-                                         r"'auto' or one of 'vjp', 'matmul', 'dilated'"):
+                                         r"'auto' or one of 'vjp', 'matmul', 'dilated', 'phase'"):
         call(method=method)
 
 
@@ -109,7 +109,7 @@ def test_optional_arguments_are_keyword_only(fn):
 
 
 def test_methods_are_stable_and_have_functions():
-    assert jax_tconv.METHODS == ("vjp", "matmul", "dilated")
+    assert jax_tconv.METHODS == ("vjp", "matmul", "dilated", "phase")
     for m in jax_tconv.METHODS:
         fn = getattr(jax_tconv, f"conv_transpose_{m}")
         params = inspect.signature(fn).parameters

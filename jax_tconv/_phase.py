@@ -1,0 +1,242 @@
+"""Formulation 4: phase (sub-pixel, polyphase) decomposition, no multiply by an inserted zero.
+
+Shi et al., "Is the deconvolution layer the same as a convolutional layer?"
+(arXiv 1609.07009). Per spatial dimension, write output position ``m`` as
+``m = a*s + φ`` (phase ``φ`` in ``[0, s)``). In the uncropped output, input
+``p`` and tap ``t`` meet at ``p*s + t*d = m + lo``, so output phase ``φ``
+receives only the taps with ``t*d ≡ φ + lo (mod s)``, each from input
+``p = a + c_t`` with the offset ``c_t = (φ + lo - t*d) / s``::
+
+    y[a*s + φ] = Σ_{t ∈ T_φ} x[a + c_t] · w[t]
+
+That is a stride-1 correlation of the *undilated* input with the sub-kernel
+``w[T_φ]`` (consecutive offsets differ by ``d / gcd(s, d)``, its dilation).
+The ``s^n`` phase outputs are interleaved (depth-to-space) into ``y``.
+
+Two ways to run the phases, chosen per configuration (`Plan.fused`):
+
+- fused: one convolution with ``s^n * C_out`` output channels, each phase's
+  sub-kernel zero-filled onto a common support (possible when
+  ``d / gcd(s, d) == 1``, i.e. ``d`` divides ``s``). When ``k`` is a multiple of
+  ``s`` and ``d == 1`` the supports coincide and nothing is zero-filled.
+- separate: one exact convolution per phase (any ``d``; no zero taps at all).
+
+Neither form inserts zeros into the input, and neither do their derivatives:
+every convolution here has stride 1 and no input dilation, so JAX's transposes
+of them have none either (tests/test_phase.py checks the lowered programs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import math
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jax_tconv._layout import canonical_kernel
+from jax_tconv._spec import Spec
+
+
+@dataclasses.dataclass(frozen=True)
+class DimPlan:
+    """One spatial dimension: per phase, the taps (in correlation order) and the first offset."""
+
+    s: int
+    dilation: int                 # d / gcd(s, d): dilation of every sub-kernel
+    taps: tuple[tuple[int, ...], ...]   # taps[φ]: kernel indices, increasing offset
+    start: tuple[int, ...]        # start[φ]: input offset of taps[φ][0]
+    size: tuple[int, ...]         # size[φ]: number of outputs ceil((o - φ) / s)
+    n: int                        # ceil(o / s): length of every padded phase output
+    i: int                        # input size
+    o: int                        # output size
+
+
+def _dim_plan(i, k, s, d, lo, o) -> DimPlan:
+    taps, start = [], []
+    for phi in range(s):
+        ts = [t for t in range(k) if (t * d - phi - lo) % s == 0]
+        ts.reverse()  # larger t = smaller offset: correlation order
+        taps.append(tuple(ts))
+        start.append((phi + lo - ts[0] * d) // s if ts else 0)
+    sizes = tuple(max(0, -(-(o - phi) // s)) for phi in range(s))
+    return DimPlan(s, d // math.gcd(s, d), tuple(taps), tuple(start), sizes, -(-o // s), i, o)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    dims: tuple[DimPlan, ...]
+    fused: bool
+
+
+@functools.lru_cache(maxsize=256)
+def plan(spec: Spec) -> Plan:
+    dims = tuple(
+        _dim_plan(i, k, s, d, lo, o)
+        for i, k, s, d, (lo, _), o in zip(spec.in_spatial, spec.kernel_size, spec.strides,
+                                         spec.dilation, spec.padding, spec.out_spatial))
+    fused = all(dp.dilation == 1 for dp in dims) and _fused_waste(dims) <= FUSED_MAX_WASTE
+    return Plan(dims, fused)
+
+
+#: The fused form zero-fills the shorter sub-kernels up to the longest; above this
+#: fraction of zero taps the separate form runs instead (see the README's measurements).
+FUSED_MAX_WASTE = 0.25
+
+
+def _fused_waste(dims) -> float:
+    """Fraction of the fused kernel's taps that are zero-filled."""
+    useful = math.prod(sum(len(t) for t in dp.taps) for dp in dims)
+    total = math.prod(dp.s * max(len(t) for t in dp.taps) for dp in dims)
+    return 1 - useful / total
+
+
+def _lowest(dp: DimPlan) -> int:
+    """The lowest first offset over the phases that have taps."""
+    return min((st for st, ts in zip(dp.start, dp.taps) if ts), default=0)
+
+
+def _shifts(dp: DimPlan) -> tuple[int, ...]:
+    """Where each phase's outputs start in the fused output: its first offset above the lowest."""
+    return tuple(st - _lowest(dp) if ts else 0 for st, ts in zip(dp.start, dp.taps))
+
+
+def transpose_by_phase(x, w, spec: Spec):
+    p = plan(spec)
+    w = _unflipped_transposed_kernel(w, spec)  # (C_out, C_in // g, *k), group-major C_out
+    return _fused(x, w, spec, p) if p.fused else _separate(x, w, spec, p)
+
+
+def _unflipped_transposed_kernel(w, spec: Spec):
+    """Swap the channel roles within each group, keep the taps as they are."""
+    w = canonical_kernel(w, spec)
+    o, i, *k = w.shape
+    g = spec.groups
+    return w.reshape(g, o // g, i, *k).swapaxes(1, 2).reshape(g * i, o // g, *k)
+
+
+def _conv(x, kernel, spec: Spec, pads, dilation):
+    """Stride-1 correlation of x (x's layout) with a canonical kernel, result in y's layout."""
+    n = spec.num_spatial
+    dn = lax.ConvDimensionNumbers(spec.dn.out_spec, tuple(range(n + 2)), spec.dn.lhs_spec)
+    return lax.conv_general_dilated(
+        x, kernel, (1,) * n, pads, rhs_dilation=dilation, dimension_numbers=dn,
+        feature_group_count=spec.groups, precision=spec.precision,
+        preferred_element_type=spec.preferred_element_type)
+
+
+def _fused(x, w, spec: Spec, p: Plan):
+    """All phases in one convolution whose output channels are (group, *phases, C_out_g).
+
+    Phase φ's sub-kernel sits at taps 0..len-1 (shorter ones zero-filled at the
+    end); the input is padded for the lowest first offset, so phase φ's outputs
+    start `shift[φ]` positions later in the fused output and are cut out there.
+    """
+    g, n = spec.groups, spec.num_spatial
+    c_out, c_in_g = w.shape[:2]
+    w = jnp.pad(w, [(0, 0), (0, 0)] + [(0, 1)] * n)  # tap k: a zero
+    pads = []
+    for axis, (dp, k) in enumerate(zip(p.dims, spec.kernel_size)):
+        length = max(len(ts) for ts in dp.taps)
+        index = np.full((dp.s, length), k)
+        for phi, ts in enumerate(dp.taps):
+            index[phi, :len(ts)] = ts
+        w = jnp.take(w, index, axis=2 + 2 * axis)      # (..., s, length, ...)
+        lo = -_lowest(dp)
+        pads.append((lo, dp.n + max(_shifts(dp)) + length - 1 - dp.i - lo))
+    # w: (C_out, C_in_g, s1, J1, s2, J2, ...) -> (g, s1, s2, ..., C_out_g, C_in_g, J1, J2, ...)
+    w = w.reshape(g, c_out // g, c_in_g, *w.shape[2:])
+    w = w.transpose(0, *(3 + 2 * j for j in range(n)), 1, 2, *(4 + 2 * j for j in range(n)))
+    y = _conv(x, w.reshape(-1, c_in_g, *w.shape[-n:]), spec, pads, (1,) * n)
+
+    # Cut phase φ's n outputs out at its shift, one dimension at a time.
+    c_axis = spec.dn.lhs_spec[1]
+    shape = list(y.shape)
+    y = y.reshape(shape[:c_axis] + [g, *(dp.s for dp in p.dims), c_out // g] + shape[c_axis + 1:])
+    for j, dp in enumerate(p.dims):
+        sp = spec.dn.lhs_spec[2 + j]
+        sp += n + 1 if sp > c_axis else 0           # the channel axis became n + 2 axes
+        ph = c_axis + 1 + j
+        y = jnp.stack([lax.slice_in_dim(jnp.take(y, phi, axis=ph), sh, sh + dp.n,
+                                        axis=sp - (sp > ph))
+                       for phi, sh in enumerate(_shifts(dp))], axis=ph)
+    y = y.reshape([*y.shape[:c_axis], -1, *y.shape[c_axis + n + 2:]])
+    return _depth_to_space(y, spec, p, channel_order=("g", "phases", "c"))
+
+
+def _separate(x, w, spec: Spec, p: Plan):
+    """One exact convolution per phase; outputs padded to ceil(o/s) and stacked as channels."""
+    outs = []
+    for phases in itertools.product(*(range(dp.s) for dp in p.dims)):
+        taps = [dp.taps[phi] for dp, phi in zip(p.dims, phases)]
+        sizes = [dp.size[phi] for dp, phi in zip(p.dims, phases)]
+        shape = _phase_shape(spec, p)
+        if not all(taps) or not all(sizes):  # no tap reaches this phase: zeros
+            outs.append(jnp.zeros(shape, _result_dtype(x, spec)))
+            continue
+        sub = w
+        for axis, ts in enumerate(taps):
+            sub = jnp.take(sub, np.array(ts), axis=2 + axis)
+        pads = [(-dp.start[phi], size + dp.dilation * (len(ts) - 1) - dp.i + dp.start[phi])
+                for dp, phi, ts, size in zip(p.dims, phases, taps, sizes)]
+        y = _conv(x, sub, spec, pads, tuple(dp.dilation for dp in p.dims))
+        fill = [(0, 0)] * y.ndim
+        for axis, dp, size in zip(spec.dn.lhs_spec[2:], p.dims, sizes):
+            fill[axis] = (0, dp.n - size)
+        outs.append(jnp.pad(y, fill))
+    return _depth_to_space(jnp.concatenate(outs, axis=spec.dn.lhs_spec[1]), spec, p,
+                           channel_order=("phases", "g", "c"))
+
+
+def _result_dtype(x, spec: Spec):
+    return spec.preferred_element_type or x.dtype
+
+
+def _phase_shape(spec: Spec, p: Plan):
+    shape = list(spec.out_shape)
+    for axis, dp in zip(spec.dn.lhs_spec[2:], p.dims):
+        shape[axis] = dp.n
+    return tuple(shape)
+
+
+def _depth_to_space(y, spec: Spec, p: Plan, *, channel_order):
+    """Interleave phases held in the channel axis into the spatial axes, then crop to o.
+
+    `y` is in y's layout with spatial sizes ceil(o/s) and channels split, in
+    `channel_order`, into groups "g", the phase of each dimension "phases",
+    and the per-group output channels "c".
+    """
+    n = spec.num_spatial
+    c_axis, sp_axes = spec.dn.lhs_spec[1], spec.dn.lhs_spec[2:]
+    g, s = spec.groups, [dp.s for dp in p.dims]
+    parts = {"g": [("g", g)], "phases": [(f"s{j}", s[j]) for j in range(n)],
+             "c": [("c", spec.out_channels // g)]}
+    split = [item for key in channel_order for item in parts[key]]
+    # Name every axis after the split, reshape, then permute to (.., sp_j, s_j, .., g, c, ..).
+    names, sizes = [], []
+    for axis in range(y.ndim):
+        if axis == c_axis:
+            names += [nm for nm, _ in split]
+            sizes += [sz for _, sz in split]
+        else:
+            names.append(f"a{axis}")
+            sizes.append(y.shape[axis])
+    y = y.reshape(sizes)
+    order, merged = [], []
+    for axis in range(len(spec.out_shape)):
+        if axis == c_axis:
+            group = ["g", "c"]
+        elif axis in sp_axes:
+            group = [f"a{axis}", f"s{sp_axes.index(axis)}"]
+        else:
+            group = [f"a{axis}"]
+        order += [names.index(nm) for nm in group]
+        merged.append(math.prod(sizes[names.index(nm)] for nm in group))
+    y = y.transpose(order).reshape(merged)
+    crop = [slice(None)] * y.ndim
+    for axis, dp in zip(sp_axes, p.dims):
+        crop[axis] = slice(0, dp.o)
+    return y[tuple(crop)]

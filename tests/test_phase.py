@@ -1,0 +1,100 @@
+"""The phase formulation: both of its forms, and no multiply by an inserted zero."""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import CASES
+from test_forward import assert_close
+
+import jax_tconv
+from jax_tconv import _phase
+from jax_tconv._spec import transpose_spec
+
+
+def spec_of(case, x, w):
+    return transpose_spec("test", jnp.asarray(x), jnp.asarray(w), precision=None,
+                          preferred_element_type=None, **case.kwargs())
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize("form", ["fused", "separate"])
+def test_both_forms_match_reference(case, form):
+    x, w = case.arrays()
+    spec = spec_of(case, x, w)
+    plan = _phase.plan(spec)
+    if form == "fused" and any(dp.dilation != 1 for dp in plan.dims):
+        pytest.skip("fused needs d / gcd(s, d) == 1")
+    wt = _phase._unflipped_transposed_kernel(jnp.asarray(w), spec)
+    run = _phase._fused if form == "fused" else _phase._separate
+    y = jax.jit(lambda x, wt: run(x, wt, spec, plan))(x, wt)
+    assert_close(y, case.reference(x, w))
+
+
+DILATION = re.compile(r"lhs_dilate = \[([\d, ]+)\]")
+INTERIOR = re.compile(r"interior = \[([\d, ]+)\]")
+
+
+def inserted_zeros(lowered_text):
+    """lhs dilations > 1 of every convolution, and interior paddings > 0 of every pad."""
+    found = []
+    for pattern in (DILATION, INTERIOR):
+        for match in pattern.findall(lowered_text):
+            values = [int(v) for v in match.split(",")]
+            if any(v > (1 if pattern is DILATION else 0) for v in values):
+                found.append(match)
+    return found
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_phase_program_never_inserts_zeros(case):
+    x, w = case.arrays()
+
+    def f(x, w):
+        return jax_tconv.conv_transpose(x, w, method="phase", **case.kwargs())
+
+    def loss(x, w):
+        return jnp.sum(f(x, w) ** 2)
+
+    programs = {
+        "forward": jax.jit(f).lower(x, w).as_text(),
+        "grad": jax.jit(jax.grad(loss, argnums=(0, 1))).lower(x, w).as_text(),
+    }
+    for name, text in programs.items():
+        assert "stablehlo.convolution" in text
+        assert inserted_zeros(text) == [], (name, inserted_zeros(text))
+
+
+def test_the_check_can_fail():
+    """The dilated formulation does insert zeros (stride 2), and the check sees it."""
+    case = CASES[10]
+    x, w = case.arrays()
+    text = jax.jit(lambda x, w: jax_tconv.conv_transpose(
+        x, w, method="dilated", **case.kwargs())).lower(x, w).as_text()
+    assert inserted_zeros(text)
+    grad_text = jax.jit(jax.grad(lambda x, w: jnp.sum(jax_tconv.conv_transpose(
+        x, w, method="vjp", **case.kwargs())), argnums=1)).lower(x, w).as_text()
+    assert inserted_zeros(grad_text)
+
+
+def test_plan_of_k4_s2_p1_is_even_and_fused():
+    """DCGAN's layer: 2 taps per phase and dimension, offsets aligned, nothing zero-filled."""
+    case = CASES[10]
+    x, w = case.arrays()
+    plan = _phase.plan(spec_of(case, x, w))
+    assert plan.fused
+    for dp in plan.dims:
+        assert [len(t) for t in dp.taps] == [2, 2]
+        assert _phase._fused_waste(plan.dims) == 0
+
+
+def test_phase_without_any_tap_is_zero():
+    """k2 s3: one phase in three receives no tap and must be exactly zero."""
+    x = np.random.default_rng(0).standard_normal((1, 4, 1)).astype(np.float32)
+    w = np.random.default_rng(1).standard_normal((2, 1, 1)).astype(np.float32)
+    y = np.asarray(jax_tconv.conv_transpose(x, w, strides=3, method="phase"))
+    assert y.shape == (1, 11, 1)
+    np.testing.assert_array_equal(y[0, 2::3, 0], 0.0)
+    assert np.all(y[0, 0::3, 0] != 0) and np.all(y[0, 1::3, 0] != 0)
