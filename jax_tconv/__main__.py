@@ -1,4 +1,4 @@
-"""``python -m jax_tconv``: the self-check (default)."""
+"""``python -m jax_tconv``: the self-check (default), or ``bench``."""
 
 from __future__ import annotations
 
@@ -9,11 +9,37 @@ import sys
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m jax_tconv",
-        description="Check every transposed-convolution method against the NumPy reference "
-                    "on the current JAX backend (forward and gradients); exits 1 on a mismatch.")
+        description="Without a command: check every transposed-convolution method against the "
+                    "NumPy reference on the current JAX backend (forward and gradients); exits 1 "
+                    "on a mismatch. 'bench': time every method against lax, Flax, PyTorch and "
+                    "the forward-conv anchor.")
     parser.add_argument("--method", action="append", default=None,
                         help="check only this method (repeatable); default: all and 'auto'")
+    sub = parser.add_subparsers(dest="command")
+    bench = sub.add_parser("bench", help="benchmark suite (see README: Performance)")
+    bench.add_argument("--layers", default="",
+                       help="comma-separated substrings of layer names to run (default: all)")
+    bench.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    bench.add_argument("--rounds", type=int, default=15, help="timed rounds per contestant")
+    bench.add_argument("--out", default="bench_out", help="folder for bench.md and bench.png")
+    bench.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    bench.add_argument("--list", action="store_true", help="list the suite and exit")
     args = parser.parse_args(argv)
+
+    if args.command == "bench":
+        import jax.numpy as jnp
+
+        from jax_tconv import _bench
+
+        layers = [layer for layer in _bench.SUITE
+                  if not args.layers or any(p in layer.name for p in args.layers.split(","))]
+        if args.list or not layers:
+            print("\n".join(layer.name for layer in _bench.SUITE))
+            return 0 if layers else 2
+        _bench.run(layers, rounds=args.rounds, dtype=getattr(jnp, args.dtype),
+                   with_torch=not args.no_torch, out_dir=args.out)
+        return 0
+
     from jax_tconv import _selfcheck
 
     return 0 if _selfcheck.run(tuple(args.method) if args.method else None) else 1

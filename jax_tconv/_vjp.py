@@ -4,14 +4,16 @@
 ``x`` through the forward map ``y ↦ C y`` (`conv`). JAX's autodiff derives it.
 
 Derivatives. The pullback is bilinear in (x, w), so its JVP is
-``vjp(ẋ, w) + vjp(x, ẇ)``. The tangent in x is this formulation again; the
-tangent in w is the same bilinear map evaluated by the dilated formulation.
-That detour exists because XLA:CPU (jax 0.10.2) aborts the process with a
-CHECK failure in its algebraic simplifier when compiling JAX's own kernel
-transpose of the pullback's input-dilated convolution on some valid shapes
-(e.g. 2-D, k=(3, 4), s=(3, 2), padding=(2, 3), output_padding=(1, 0), 3x3
-input); the dilated form's kernel transpose is a plain stride-1 convolution
-and compiles everywhere (tests/test_xla_crash.py hunts for such shapes).
+``T(ẋ, w) + T(x, ẇ)``. The tangent in x is this formulation again (its
+transpose, a reverse-mode gradient, is the forward conv itself). The tangent
+in w is `kernel_tangent`, written as the transpose of the forward conv's
+kernel gradient, so a reverse-mode kernel gradient is exactly that: the
+kernel VJP of the forward conv at (g, x). Left to JAX, the kernel gradient
+would be the kernel-transpose of the pullback's input-dilated convolution,
+which (a) XLA:CPU (jax 0.10.2) aborts on with a CHECK failure in its algebraic
+simplifier for some valid shapes (e.g. 2-D, k=(3, 4), s=(3, 2),
+padding=(2, 3), output_padding=(1, 0), 3x3 input; tests/test_xla_crash.py
+hunts for such shapes) and (b) runs several times slower on CPU.
 """
 
 from __future__ import annotations
@@ -23,8 +25,14 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from jax_tconv._dilated import transpose_by_dilation
 from jax_tconv._spec import Spec
+
+
+def forward_conv(y, w, spec: Spec):
+    """C: the forward conv from y's shape to exactly x's shape."""
+    return lax.conv_general_dilated(
+        y, w, spec.strides, spec.forward_padding, rhs_dilation=spec.dilation,
+        dimension_numbers=spec.dn, feature_group_count=spec.groups, precision=spec.precision)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
@@ -35,16 +43,23 @@ def transpose_by_vjp(x, w, spec: Spec):
         # dtype; the up-cast is exact, so the products are exactly those of
         # lax's own mixed-precision path and they accumulate in `pet`.
         x, w = x.astype(pet), w.astype(pet)
-
-    def forward(y):  # C: the conv from y's shape to x's shape
-        return lax.conv_general_dilated(
-            y, w, spec.strides, spec.forward_padding, rhs_dilation=spec.dilation,
-            dimension_numbers=spec.dn, feature_group_count=spec.groups,
-            precision=spec.precision)
-
-    _, pullback = jax.vjp(forward, jnp.zeros(spec.out_shape, x.dtype))
+    _, pullback = jax.vjp(lambda y: forward_conv(y, w, spec), jnp.zeros(spec.out_shape, x.dtype))
     (y,) = pullback(x)
     return y
+
+
+def kernel_tangent(x, dw, spec: Spec):
+    """T(x, ẇ), as the transpose of g ↦ ∂/∂w <C_w(g), x>, the forward conv's kernel gradient."""
+    pet = spec.preferred_element_type
+    if pet is not None and jnp.dtype(pet) != x.dtype:
+        x, dw = x.astype(pet), dw.astype(pet)
+
+    def kernel_gradient(g):
+        w_like = jax.ShapeDtypeStruct(dw.shape, dw.dtype)
+        return jax.linear_transpose(lambda w: forward_conv(g, w, spec), w_like)(x)[0]
+
+    y_like = jax.ShapeDtypeStruct(spec.out_shape, x.dtype)
+    return jax.linear_transpose(kernel_gradient, y_like)(dw)[0]
 
 
 def _jvp(spec, primals, tangents):
@@ -55,7 +70,7 @@ def _jvp(spec, primals, tangents):
     if not isinstance(dx, SymbolicZero):
         dy = dy + transpose_by_vjp(dx, w, spec)
     if not isinstance(dw, SymbolicZero):
-        dy = dy + transpose_by_dilation(x, dw, spec)
+        dy = dy + kernel_tangent(x, dw, spec)
     return y, dy
 
 
