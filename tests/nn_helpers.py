@@ -72,7 +72,7 @@ def ref_conv(x, w, pads, *, dilation=1, groups=1):
 
 
 def ref_pixel_shuffle(x, r):
-    """PyTorch's order, by index: ``out[b, ..., h_j*r_j + a_j, ..., c] = in[b, ..., h, c*R + q]``."""
+    """PyTorch's order by index: ``out[b, .., h_j*r_j + a_j, .., c] = in[b, .., h, c*R + q]``."""
     x = np.asarray(x)
     n = len(r)
     big_r = int(np.prod(r))

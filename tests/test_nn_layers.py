@@ -159,7 +159,8 @@ def test_resize_conv_bilinear_and_output_shape(api):
     assert y.shape == (6, 7, 3)
     up = jax.image.resize(x, (6, 8, 2), "linear")
     p = layer.params
-    expected = ref_conv(np.asarray(up)[None], p["kernel"], [(1, 1), (0, 1)])[0] + np.asarray(p["bias"])
+    expected = ref_conv(np.asarray(up)[None], p["kernel"], [(1, 1), (0, 1)])[0]
+    expected = expected + np.asarray(p["bias"])
     close(y, expected)
 
 
@@ -184,7 +185,8 @@ def test_sub_pixel_conv(api, spatial, k, r, kw):
     else:  # stride-1 SAME
         pads = [((dj * (kj - 1)) // 2, dj * (kj - 1) - (dj * (kj - 1)) // 2)
                 for kj, dj in zip(k, d)]
-    conv = ref_conv(x, p["kernel"], pads, dilation=d, groups=kw.get("groups", 1)) + np.asarray(p["bias"])
+    conv = ref_conv(x, p["kernel"], pads, dilation=d, groups=kw.get("groups", 1))
+    conv = conv + np.asarray(p["bias"])
     close(layer(x), ref_pixel_shuffle(conv, r))
 
 

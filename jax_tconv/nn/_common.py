@@ -155,6 +155,8 @@ def _probe(shape, dtype=jnp.float32):
 
 
 def _check_resize_method(name: str, resize_method) -> str:
+    if isinstance(resize_method, jax.image.ResizeMethod):
+        return resize_method
     try:
         jax.image.ResizeMethod.from_string(resize_method)
     except (ValueError, AttributeError, TypeError):
