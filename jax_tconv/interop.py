@@ -27,7 +27,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from jax import lax
 
 
 def from_torch(weight, bias=None):
@@ -179,13 +178,10 @@ def _flax_pads(padding, k_eff, s, n) -> list[tuple[int, int]]:
         if padding == "VALID":
             return [(kj - 1, kj + sj - 2 + max(kj - sj, 0) - (kj - 1))
                     for kj, sj in zip(k_eff, s)]
-        # Other strings reach conv_general_dilated unchanged: its own padding rule
-        # on the dilated input at stride 1, which depends on the kernel size only.
-        try:
-            pads = lax.padtype_to_pads((64,) * n, k_eff, (1,) * n, padding)
-        except (ValueError, KeyError, TypeError):
-            raise ValueError(f"from_flax: unknown padding string {padding!r}.") from None
-        return [tuple(map(int, p)) for p in pads]
+        raise ValueError(
+            f"from_flax: padding {padding!r} is not one Flax's ConvTranspose runs; "
+            f"lax.conv_transpose takes 'SAME', 'VALID' (and Flax 'CIRCULAR') as strings."
+        )
     if isinstance(padding, int):
         return [(padding, padding)] * n
     if isinstance(padding, Sequence) and len(padding) == n:
