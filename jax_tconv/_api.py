@@ -12,7 +12,7 @@ from jax_tconv._dilated import transpose_by_dilation
 from jax_tconv._matmul import transpose_by_matmul
 from jax_tconv._phase import transpose_by_phase
 from jax_tconv._spec import Spec, transpose_spec
-from jax_tconv._vjp import transpose_by_vjp
+from jax_tconv._vjp import adjoint_derivatives, transpose_by_vjp
 
 #: The formulations `method=` accepts besides "auto", in a stable order.
 METHODS = ("vjp", "matmul", "dilated", "phase")
@@ -25,15 +25,33 @@ _FORMULATIONS = {
     "dilated": jax.jit(transpose_by_dilation, static_argnums=2),
     "phase": jax.jit(transpose_by_phase, static_argnums=2),
 }
+# "auto": the fastest forward for the configuration, with C's own VJPs as derivatives.
+_AUTO_FORWARDS = {
+    "dilated": jax.jit(adjoint_derivatives(transpose_by_dilation), static_argnums=2),
+    "phase": _FORMULATIONS["phase"],
+    "vjp": _FORMULATIONS["vjp"],
+}
 
 
 def auto_method(spec: Spec, *, backend: str | None = None) -> str:
-    """The method "auto" runs for `spec` on `backend` (default: JAX's default backend).
+    """The formulation whose forward pass "auto" runs for `spec` on `backend`.
 
-    Measured with ``python -m jax_tconv bench`` (see the README's decision table).
+    The decision table, from ``python -m jax_tconv bench`` (README: Performance):
+
+    - XLA:CPU, 3 or more spatial dims: "phase" (XLA:CPU's input-dilated 3-D
+      convolution, behind "vjp", "dilated" and lax.conv_transpose, is ~40x slower).
+    - XLA:CPU, 1-D and 2-D: "dilated" (XLA folds the zero insertion into its
+      convolution; the fastest or within 10% of it on every such layer).
+    - Other backends: "vjp" (XLA lowers it to the accelerator library's
+      backward-data convolution, cuDNN's on GPU). Not yet measured here.
+
+    Whatever the forward, "auto" differentiates through the forward conv's own
+    VJPs (`adjoint_derivatives`), the fastest gradients measured on CPU.
     """
-    del spec, backend
-    return "dilated"
+    backend = backend or jax.default_backend()
+    if backend == "cpu":
+        return "phase" if spec.num_spatial >= 3 else "dilated"
+    return "vjp"
 
 
 def conv_transpose(x, w, *, strides=1, padding=0, output_padding=0, output_shape=None,
@@ -98,7 +116,7 @@ def _dispatch(fn, method, x, w, **kwargs):
     x, w = jnp.asarray(x), jnp.asarray(w)
     spec = transpose_spec(fn, x, w, **kwargs)
     if method == "auto":
-        method = auto_method(spec)
+        return _AUTO_FORWARDS[auto_method(spec)](x, w, spec)
     return _FORMULATIONS[method](x, w, spec)
 
 

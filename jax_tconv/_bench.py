@@ -73,8 +73,8 @@ def _contestants(layer: Layer, x, w, cot, dtype, with_torch):
     nd, dn = layer.nd, _dn(layer.nd)
     kw = dict(strides=layer.s, padding=layer.p, output_padding=layer.op, dimension_numbers=dn)
 
-    def fwd_bwd(f):
-        return jax.jit(jax.grad(lambda x, w: jnp.sum(f(x, w) * cot), argnums=(0, 1)))
+    def fwd_bwd(f):  # the loss value keeps the forward pass alive (its gradient needs no y)
+        return jax.jit(jax.value_and_grad(lambda x, w: jnp.sum(f(x, w) * cot), argnums=(0, 1)))
 
     out = {}
     for method in _api.METHODS + ("auto",):
@@ -105,7 +105,8 @@ def _contestants(layer: Layer, x, w, cot, dtype, with_torch):
     def anchor_f(y, w):
         return lax.conv_general_dilated(y, w, (layer.s,) * nd, spec.forward_padding,
                                         dimension_numbers=dn)
-    anchor_fb = jax.jit(jax.grad(lambda y, w: jnp.sum(anchor_f(y, w) * x), argnums=(0, 1)))
+    anchor_fb = jax.jit(jax.value_and_grad(lambda y, w: jnp.sum(anchor_f(y, w) * x),
+                                           argnums=(0, 1)))
     out["anchor"] = (_bind(jax.jit(anchor_f), y), _bind(anchor_fb, y))
 
     if with_torch:
@@ -139,8 +140,9 @@ def _torch_contestant(layer, x, w, cot):
 
     def fwd_bwd(_x, _w):
         a, b = tx.detach().requires_grad_(), tw.detach().requires_grad_()
-        (conv_t(a, b, **args) * tc).sum().backward()
-        return a.grad, b.grad
+        loss = (conv_t(a, b, **args) * tc).sum()
+        loss.backward()
+        return loss, a.grad, b.grad
     return fwd, fwd_bwd
 
 

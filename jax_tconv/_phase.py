@@ -33,14 +33,12 @@ import functools
 import itertools
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.custom_derivatives import SymbolicZero
 
 from jax_tconv._layout import canonical_kernel
-from jax_tconv._vjp import kernel_tangent
+from jax_tconv._vjp import adjoint_derivatives
 from jax_tconv._spec import Spec
 
 
@@ -107,33 +105,16 @@ def _shifts(dp: DimPlan) -> tuple[int, ...]:
     return tuple(st - _lowest(dp) if ts else 0 for st, ts in zip(dp.start, dp.taps))
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def transpose_by_phase(x, w, spec: Spec):
+def phase(x, w, spec: Spec):
+    """The phase decomposition (this module's docstring); derivatives by plain autodiff."""
     p = plan(spec)
     w = _unflipped_transposed_kernel(w, spec)  # (C_out, C_in // g, *k), group-major C_out
     return _fused(x, w, spec, p) if p.fused else _separate(x, w, spec, p)
 
 
-def _jvp(spec, primals, tangents):
-    """T(x, w) is bilinear: its tangent is T(ẋ, w) + T(x, ẇ).
-
-    The second term is `kernel_tangent`, whose transpose (the kernel gradient a
-    training step needs) is the forward conv's own kernel gradient rather than
-    JAX's transpose of the phase convolutions, which XLA:CPU runs up to 70x
-    slower (see the README's measurements).
-    """
-    x, w = primals
-    dx, dw = tangents
-    y = transpose_by_phase(x, w, spec)
-    dy = jnp.zeros_like(y)
-    if not isinstance(dx, SymbolicZero):
-        dy = dy + transpose_by_phase(dx, w, spec)
-    if not isinstance(dw, SymbolicZero):
-        dy = dy + kernel_tangent(x, dw, spec)
-    return y, dy
-
-
-transpose_by_phase.defjvp(_jvp, symbolic_zeros=True)
+# JAX's own transposes of the phase convolutions are correct but XLA:CPU runs the
+# kernel one up to 70x slower than the forward conv's kernel VJP: take C's VJPs.
+transpose_by_phase = adjoint_derivatives(phase)
 
 
 def _unflipped_transposed_kernel(w, spec: Spec):

@@ -11,7 +11,7 @@ import jax_tconv
 HUNT = pathlib.Path(__file__).with_name("crash_hunt.py")
 
 
-@pytest.mark.parametrize("method", jax_tconv.METHODS)
+@pytest.mark.parametrize("method", jax_tconv.METHODS + ("auto",))
 def test_no_method_aborts_on_random_configurations(method):
     proc = subprocess.run([sys.executable, str(HUNT), "--methods", method, "--count", "12",
                            "--seed", "2026"], capture_output=True, text=True, timeout=600)
