@@ -29,13 +29,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 
-def from_torch(weight, bias=None):
+def from_torch(weight, bias):
     """Module params from a PyTorch ``ConvTranspose{1,2,3}d``'s weight and bias.
 
     Args:
       weight: ``(C_in, C_out // groups, *k)``, a NumPy array (or anything
         `numpy.asarray` takes, e.g. ``module.weight.detach().numpy()``).
-      bias: ``(C_out,)`` or None.
+      bias: ``(C_out,)``, or None for a module built with ``bias=False``.
 
     Returns:
       ``{'kernel': (*k, C_out // groups, C_in), 'bias': (C_out,)}`` NumPy
@@ -198,7 +198,7 @@ def _flax_pads(padding, k_eff, s, n) -> list[tuple[int, int]]:
     raise ValueError(f"from_flax: padding {padding!r} is not a valid Flax padding for {n}-D.")
 
 
-def from_flax(module, params=None, *, api="linen"):
+def from_flax(module, *, params=None, api="linen"):
     """Arguments and params of the jax_tconv ConvTranspose equal to a Flax ConvTranspose.
 
     Args:
@@ -224,7 +224,7 @@ def from_flax(module, params=None, *, api="linen"):
       >>> theirs = nn.ConvTranspose(4, (3, 3), strides=(2, 2), padding="SAME")
       >>> x = jnp.ones((1, 5, 5, 2))
       >>> variables = theirs.init(jax.random.key(0), x)
-      >>> kwargs, params = interop.from_flax(theirs, variables["params"])
+      >>> kwargs, params = interop.from_flax(theirs, params=variables["params"])
       >>> kwargs["padding"], kwargs["output_padding"]
       (((0, 1), (0, 1)), (0, 0))
       >>> ours = linen.ConvTranspose(**kwargs)

@@ -76,7 +76,7 @@ def test_torch_errors():
     with pytest.raises(ValueError, match=r"from_torch: weight must be a ConvTranspose weight "
                                          r"\(C_in, C_out // groups, \*k\) with at least one "
                                          r"spatial axis, got shape \(4, 3\)"):
-        interop.from_torch(np.zeros((4, 3)))
+        interop.from_torch(np.zeros((4, 3)), None)
     with pytest.raises(ValueError, match=r"from_torch: bias must be \(C_out,\) with C_out a "
                                          r"multiple of weight.shape\[1\] = C_out // groups = 3, "
                                          r"got bias shape \(4,\)"):
@@ -140,7 +140,7 @@ def test_from_flax_linen(name, k, kw, transpose_kernel):
     theirs = nn.ConvTranspose(4, k, transpose_kernel=transpose_kernel, kernel_init=np_init(),
                               bias_init=np_init(1), **kw)
     variables = theirs.init(jax.random.key(0), x)
-    kwargs, params = interop.from_flax(theirs, variables["params"])
+    kwargs, params = interop.from_flax(theirs, params=variables["params"])
     ours = tlinen.ConvTranspose(**kwargs)
     close(ours.apply({"params": params}, x), theirs.apply(variables, x))
 
@@ -177,6 +177,6 @@ def test_from_flax_inexpressible(k, kw, match):
     if kw.get("padding") != "same":  # Flax itself cannot run that one
         variables = theirs.init(jax.random.key(0), x)
     with pytest.raises(ValueError, match=match):
-        interop.from_flax(theirs, variables["params"])
+        interop.from_flax(theirs, params=variables["params"])
     with pytest.raises(ValueError, match=r"from_flax: api must be 'linen' or 'nnx', got 'jax'"):
-        interop.from_flax(theirs, variables["params"], api="jax")
+        interop.from_flax(theirs, params=variables["params"], api="jax")
