@@ -63,7 +63,7 @@ def overlap_map(kernel_size, strides, *, dilation=1, padding=0, output_padding=0
             f"{fn}: input_shape must hold {n} spatial sizes (len(kernel_size) = {n}), "
             f"got {input_shape!r}."
         )
-    i = tuple(_common._positive_int(fn, "input_shape", v) for v in input_shape)
+    i = tuple(_common.positive_int(fn, "input_shape", v) for v in input_shape)
     config = _common.transpose_config(
         fn, features=1, in_features=1, kernel_size=k, strides=strides, padding=padding,
         output_padding=output_padding, dilation=dilation, groups=1,

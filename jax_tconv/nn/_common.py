@@ -98,14 +98,14 @@ class SubPixelConfig:
         return self.features * math.prod(self.upscale_factor)
 
 
-def _freeze(value):
+def freeze(value):
     """Lists (and nested lists) to tuples, so configs hash."""
     if isinstance(value, list | tuple):
-        return tuple(_freeze(v) for v in value)
+        return tuple(freeze(v) for v in value)
     return value
 
 
-def _positive_int(name: str, arg: str, value) -> int:
+def positive_int(name: str, arg: str, value) -> int:
     if isinstance(value, bool | np.bool_):
         raise TypeError(f"{name}: {arg} must be an int, got the bool {value!r}.")
     try:
@@ -127,7 +127,7 @@ def kernel_size_tuple(name: str, kernel_size) -> tuple[int, ...]:
             f"dimension (its length sets the rank: (3,) for 1-D, (3, 3) for 2-D), got "
             f"{kernel_size!r}."
         )
-    return tuple(_positive_int(name, "kernel_size", k) for k in kernel_size)
+    return tuple(positive_int(name, "kernel_size", k) for k in kernel_size)
 
 
 def _check_method(name: str, method) -> str:
@@ -141,7 +141,7 @@ def _check_method(name: str, method) -> str:
 
 
 def _check_groups(name: str, groups, channels: dict[str, int | None]) -> int:
-    g = _positive_int(name, "groups", groups)
+    g = positive_int(name, "groups", groups)
     for arg, c in channels.items():
         if c is not None and c % g:
             raise ValueError(
@@ -177,17 +177,17 @@ def transpose_config(name, *, features, kernel_size, strides, padding, output_pa
     (or `groups` when unknown, as in linen).
     """
     k = kernel_size_tuple(name, kernel_size)
-    features = _positive_int(name, "features", features)
+    features = positive_int(name, "features", features)
     if in_features is not None:
-        in_features = _positive_int(name, "in_features", in_features)
+        in_features = positive_int(name, "in_features", in_features)
     g = _check_groups(name, groups, {"features": features, "in_features": in_features})
     if resize_method is None:
         _check_method(name, method)
     else:
         _check_resize_method(name, resize_method)
     c_in = in_features if in_features is not None else g
-    config = TransposeConfig(name, features, k, _freeze(strides), _freeze(padding),
-                             _freeze(output_padding), _freeze(dilation), g, _freeze(precision),
+    config = TransposeConfig(name, features, k, freeze(strides), freeze(padding),
+                             freeze(output_padding), freeze(dilation), g, freeze(precision),
                              dtype, method, resize_method)
     x = _probe((1, *(_PROBE_SIZE,) * len(k), c_in))
     w = _probe((*k, features // g, c_in))
@@ -199,13 +199,13 @@ def sub_pixel_config(name, *, features, kernel_size, upscale_factor, padding, di
                      precision, dtype, in_features=None) -> SubPixelConfig:
     """Check a SubPixelConv configuration with no input yet (see `transpose_config`)."""
     k = kernel_size_tuple(name, kernel_size)
-    features = _positive_int(name, "features", features)
+    features = positive_int(name, "features", features)
     if in_features is not None:
-        in_features = _positive_int(name, "in_features", in_features)
+        in_features = positive_int(name, "in_features", in_features)
     g = _check_groups(name, groups, {"features": features, "in_features": in_features})
     r = _factors(name, upscale_factor, len(k))
-    config = SubPixelConfig(name, features, k, r, _freeze(padding), _freeze(dilation), g,
-                            _freeze(precision), dtype)
+    config = SubPixelConfig(name, features, k, r, freeze(padding), freeze(dilation), g,
+                            freeze(precision), dtype)
     c_in = in_features if in_features is not None else g
     x = _probe((1, *(_PROBE_SIZE,) * len(k), c_in))
     w = _probe((*k, c_in // g, config.conv_features))

@@ -122,8 +122,9 @@ class ResizeConv(_Layer):
     2016). The output has exactly the size of the `ConvTranspose` with the same
     arguments, so it is a drop-in replacement. The input is resized to
     ``i * strides`` with `jax.image.resize`, then convolved (stride 1, the given
-    dilation and groups) with padding chosen to reach that size (see
-    `jax_tconv.nn._common.resize_geometry`).
+    dilation and groups) with padding ``t = o - i*s + d*(k - 1)`` in total, ``t // 2``
+    before and the rest after (lax's 'SAME' split; negative crops), where ``o`` is
+    the matching ConvTranspose's output size.
 
     Attributes:
       features, kernel_size, strides, padding, output_padding, dilation, groups:

@@ -171,7 +171,7 @@ class PixelShuffle(nnx.Module):
     """
 
     def __init__(self, upscale_factor, *, num_spatial=None):
-        self.upscale_factor = _common._freeze(upscale_factor)
+        self.upscale_factor = _common.freeze(upscale_factor)
         self.num_spatial = num_spatial
 
     def __call__(self, x):
