@@ -27,8 +27,9 @@ def transpose_by_dilation(x, w, spec: Spec):
         pads[axis] = (d * (k - 1) - lo, d * (k - 1) - hi + op, s - 1)
     x_dilated = lax.pad(x, lax.full((), 0, x.dtype), pads)
     n = spec.num_spatial
-    dn = lax.ConvDimensionNumbers(spec.dn.out_spec, tuple(range(n + 2)), spec.dn.lhs_spec)
+    kernel, rhs_spec = transposed_kernel(w, spec, flip=True)
+    dn = lax.ConvDimensionNumbers(spec.dn.out_spec, rhs_spec, spec.dn.lhs_spec)
     return lax.conv_general_dilated(
-        x_dilated, transposed_kernel(w, spec), (1,) * n, ((0, 0),) * n,
+        x_dilated, kernel, (1,) * n, ((0, 0),) * n,
         rhs_dilation=spec.dilation, dimension_numbers=dn, feature_group_count=spec.groups,
         precision=spec.precision, preferred_element_type=spec.preferred_element_type)

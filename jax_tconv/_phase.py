@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jax_tconv._layout import canonical_kernel
+from jax_tconv._layout import transposed_kernel
 from jax_tconv._vjp import adjoint_derivatives
 from jax_tconv._spec import Spec
 
@@ -108,8 +108,10 @@ def _shifts(dp: DimPlan) -> tuple[int, ...]:
 def phase(x, w, spec: Spec):
     """The phase decomposition (this module's docstring); derivatives by plain autodiff."""
     p = plan(spec)
-    w = _unflipped_transposed_kernel(w, spec)  # (C_out, C_in // g, *k), group-major C_out
-    return _fused(x, w, spec, p) if p.fused else _separate(x, w, spec, p)
+    kernel, rhs_spec = transposed_kernel(w, spec, flip=False)
+    if p.fused:
+        return _fused(x, kernel, rhs_spec, spec, p)
+    return _separate(x, kernel, rhs_spec, spec, p)
 
 
 # JAX's own transposes of the phase convolutions are correct but XLA:CPU runs the
@@ -117,25 +119,17 @@ def phase(x, w, spec: Spec):
 transpose_by_phase = adjoint_derivatives(phase)
 
 
-def _unflipped_transposed_kernel(w, spec: Spec):
-    """Swap the channel roles within each group, keep the taps as they are."""
-    w = canonical_kernel(w, spec)
-    o, i, *k = w.shape
-    g = spec.groups
-    return w.reshape(g, o // g, i, *k).swapaxes(1, 2).reshape(g * i, o // g, *k)
-
-
-def _conv(x, kernel, spec: Spec, pads, dilation):
-    """Stride-1 correlation of x (x's layout) with a canonical kernel, result in y's layout."""
+def _conv(x, kernel, rhs_spec, spec: Spec, pads, dilation):
+    """Stride-1 correlation of x (x's layout) with `kernel`, result in y's layout."""
     n = spec.num_spatial
-    dn = lax.ConvDimensionNumbers(spec.dn.out_spec, tuple(range(n + 2)), spec.dn.lhs_spec)
+    dn = lax.ConvDimensionNumbers(spec.dn.out_spec, rhs_spec, spec.dn.lhs_spec)
     return lax.conv_general_dilated(
         x, kernel, (1,) * n, pads, rhs_dilation=dilation, dimension_numbers=dn,
         feature_group_count=spec.groups, precision=spec.precision,
         preferred_element_type=spec.preferred_element_type)
 
 
-def _fused(x, w, spec: Spec, p: Plan):
+def _fused(x, kernel, rhs_spec, spec: Spec, p: Plan):
     """All phases in one convolution whose output channels are (group, *phases, C_out_g).
 
     Phase φ's sub-kernel sits at taps 0..len-1 (shorter ones zero-filled at the
@@ -143,21 +137,25 @@ def _fused(x, w, spec: Spec, p: Plan):
     start `shift[φ]` positions later in the fused output and are cut out there.
     """
     g, n = spec.groups, spec.num_spatial
-    c_out, c_in_g = w.shape[:2]
-    w = jnp.pad(w, [(0, 0), (0, 0)] + [(0, 1)] * n)  # tap k: a zero
+    if rhs_spec[0] == n:  # roles swapped by dimension numbers: make them explicit
+        kernel = jnp.swapaxes(kernel, n, n + 1)
+    c_in_g, c_out = kernel.shape[n:]
+    kernel = jnp.pad(kernel, [(0, 1)] * n + [(0, 0), (0, 0)])  # tap k: a zero
     pads = []
     for axis, (dp, k) in enumerate(zip(p.dims, spec.kernel_size)):
         length = max(len(ts) for ts in dp.taps)
         index = np.full((dp.s, length), k)
         for phi, ts in enumerate(dp.taps):
             index[phi, :len(ts)] = ts
-        w = jnp.take(w, index, axis=2 + 2 * axis)      # (..., s, length, ...)
+        kernel = jnp.take(kernel, index, axis=2 * axis)      # (..., s, length, ...)
         lo = -_lowest(dp)
         pads.append((lo, dp.n + max(_shifts(dp)) + length - 1 - dp.i - lo))
-    # w: (C_out, C_in_g, s1, J1, s2, J2, ...) -> (g, s1, s2, ..., C_out_g, C_in_g, J1, J2, ...)
-    w = w.reshape(g, c_out // g, c_in_g, *w.shape[2:])
-    w = w.transpose(0, *(3 + 2 * j for j in range(n)), 1, 2, *(4 + 2 * j for j in range(n)))
-    y = _conv(x, w.reshape(-1, c_in_g, *w.shape[-n:]), spec, pads, (1,) * n)
+    # (s1, J1, s2, J2, ..., C_in_g, C_out) -> (J1, J2, ..., C_in_g, g, s1, s2, ..., C_out_g)
+    kernel = kernel.reshape(*kernel.shape[:-1], g, c_out // g)
+    kernel = kernel.transpose(*(2 * j + 1 for j in range(n)), 2 * n, 2 * n + 1,
+                              *(2 * j for j in range(n)), 2 * n + 2)
+    kernel = kernel.reshape(*kernel.shape[:n], c_in_g, -1)
+    y = _conv(x, kernel, (n + 1, n, *range(n)), spec, pads, (1,) * n)
 
     # Cut phase φ's n outputs out at its shift, one dimension at a time.
     c_axis = spec.dn.lhs_spec[1]
@@ -174,26 +172,27 @@ def _fused(x, w, spec: Spec, p: Plan):
     return _depth_to_space(y, spec, p, channel_order=("g", "phases", "c"))
 
 
-def _separate(x, w, spec: Spec, p: Plan):
+def _separate(x, kernel, rhs_spec, spec: Spec, p: Plan):
     """One exact convolution per phase; outputs padded to ceil(o/s) and stacked as channels."""
     outs = []
     for phases in itertools.product(*(range(dp.s) for dp in p.dims)):
         taps = [dp.taps[phi] for dp, phi in zip(p.dims, phases)]
         sizes = [dp.size[phi] for dp, phi in zip(p.dims, phases)]
-        shape = _phase_shape(spec, p)
         if not all(taps) or not all(sizes):  # no tap reaches this phase: zeros
-            outs.append(jnp.zeros(shape, _result_dtype(x, spec)))
+            outs.append(jnp.zeros(_phase_shape(spec, p), _result_dtype(x, spec)))
             continue
-        sub = w
-        for axis, ts in enumerate(taps):
-            sub = jnp.take(sub, np.array(ts), axis=2 + axis)
+        sub = kernel
+        for axis, ts in enumerate(taps):  # taps are evenly spaced: a strided slice, reversed
+            step = ts[0] - ts[1] if len(ts) > 1 else 1
+            sub = lax.rev(lax.slice_in_dim(sub, ts[-1], ts[0] + 1, step, axis=axis), (axis,))
         pads = [(-dp.start[phi], size + dp.dilation * (len(ts) - 1) - dp.i + dp.start[phi])
                 for dp, phi, ts, size in zip(p.dims, phases, taps, sizes)]
-        y = _conv(x, sub, spec, pads, tuple(dp.dilation for dp in p.dims))
+        y = _conv(x, sub, rhs_spec, spec, pads, tuple(dp.dilation for dp in p.dims))
         fill = [(0, 0)] * y.ndim
         for axis, dp, size in zip(spec.dn.lhs_spec[2:], p.dims, sizes):
             fill[axis] = (0, dp.n - size)
         outs.append(jnp.pad(y, fill))
+    # With roles swapped by dimension numbers (groups == 1) channels are y's channels as they are.
     return _depth_to_space(jnp.concatenate(outs, axis=spec.dn.lhs_spec[1]), spec, p,
                            channel_order=("phases", "g", "c"))
 

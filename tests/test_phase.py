@@ -11,6 +11,7 @@ from test_forward import assert_close
 
 import jax_tconv
 from jax_tconv import _phase
+from jax_tconv._layout import transposed_kernel
 from jax_tconv._spec import transpose_spec
 
 
@@ -27,9 +28,9 @@ def test_both_forms_match_reference(case, form):
     plan = _phase.plan(spec)
     if form == "fused" and any(dp.dilation != 1 for dp in plan.dims):
         pytest.skip("fused needs d / gcd(s, d) == 1")
-    wt = _phase._unflipped_transposed_kernel(jnp.asarray(w), spec)
+    kernel, rhs_spec = transposed_kernel(jnp.asarray(w), spec, flip=False)
     run = _phase._fused if form == "fused" else _phase._separate
-    y = jax.jit(lambda x, wt: run(x, wt, spec, plan))(x, wt)
+    y = jax.jit(lambda x, k: run(x, k, rhs_spec, spec, plan))(x, kernel)
     assert_close(y, case.reference(x, w))
 
 
