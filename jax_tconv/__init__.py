@@ -1,5 +1,9 @@
 """jax_tconv: transposed convolution in JAX, exact against PyTorch, in every formulation."""
 
+from jax_tconv import checkerboard as checkerboard
+from jax_tconv import initializers as initializers
+from jax_tconv import interop as interop
+from jax_tconv import nn as nn
 from jax_tconv._api import METHODS as METHODS
 from jax_tconv._api import auto_method as auto_method
 from jax_tconv._api import conv_transpose as conv_transpose
@@ -20,6 +24,7 @@ __all__ = [
     "METHODS",
     "MATMUL_MAX_BYTES",
     "auto_method",
+    "checkerboard",
     "conv",
     "conv_matrix",
     "conv_transpose",
@@ -30,4 +35,7 @@ __all__ = [
     "conv_transpose_reference_vjp",
     "conv_transpose_vjp",
     "default_dimension_numbers",
+    "initializers",
+    "interop",
+    "nn",
 ]

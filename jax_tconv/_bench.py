@@ -68,57 +68,62 @@ def _dn(nd):
     return (f"N{sp}C", f"{sp}IO", f"N{sp}C")
 
 
+class _Call:
+    """A jitted function with its arguments: every array is an argument, never a constant
+    that XLA could fold or pre-transform at compile time."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = jax.jit(fn), args
+
+    def __call__(self):
+        return self.fn(*self.args)
+
+    def lower(self):
+        return self.fn.lower(*self.args)
+
+
+def _loss_grad(f):
+    """Forward+backward: the loss value keeps the forward alive (its gradient needs no y)."""
+    return jax.value_and_grad(lambda a, w, c: jnp.sum(f(a, w) * c), argnums=(0, 1))
+
+
 def _contestants(layer: Layer, x, w, cot, dtype, with_torch):
-    """name -> (forward fn(x, w), forward+backward fn(x, w)) on the given arrays."""
+    """name -> (forward call, forward+backward call)."""
     nd, dn = layer.nd, _dn(layer.nd)
     kw = dict(strides=layer.s, padding=layer.p, output_padding=layer.op, dimension_numbers=dn)
 
-    def fwd_bwd(f):  # the loss value keeps the forward pass alive (its gradient needs no y)
-        return jax.jit(jax.value_and_grad(lambda x, w: jnp.sum(f(x, w) * cot), argnums=(0, 1)))
+    def pair(f, a=x, c=cot):
+        return _Call(f, a, w), _Call(_loss_grad(f), a, w, c)
 
     out = {}
     for method in _api.METHODS + ("auto",):
-        f = functools.partial(_api.conv_transpose, method=method, **kw)
-        out[method] = (jax.jit(f), fwd_bwd(f))
+        out[method] = pair(functools.partial(_api.conv_transpose, method=method, **kw))
     # lax.conv_transpose pads the dilated input: d*(k-1) - p below, d*(k-1) - p + op above.
     lax_pad = [(k - 1 - layer.p, k - 1 - layer.p + layer.op) for k in layer.k]
 
     def lax_f(x, w):
         return lax.conv_transpose(x, w, (layer.s,) * nd, lax_pad, dimension_numbers=dn,
                                   transpose_kernel=True)
-    out["lax"] = (jax.jit(lax_f), fwd_bwd(lax_f))
+    out["lax"] = pair(lax_f)
 
     import flax.linen as nn
     module = nn.ConvTranspose(layer.c_out, layer.k, (layer.s,) * nd, padding=lax_pad,
                               transpose_kernel=True, use_bias=False, dtype=dtype,
                               param_dtype=dtype)
-
-    def flax_f(x, w):
-        return module.apply({"params": {"kernel": w}}, x)
-    out["flax"] = (jax.jit(flax_f), fwd_bwd(flax_f))
+    out["flax"] = pair(lambda x, w: module.apply({"params": {"kernel": w}}, x))
 
     # The anchor: the forward conv y -> x (same multiply-adds), and its gradients.
     spec = transpose_spec("bench", x, w, precision=None, preferred_element_type=None,
                           output_shape=None, dilation=1, groups=1, **kw)
-    y = jnp.zeros(spec.out_shape, dtype)
 
     def anchor_f(y, w):
         return lax.conv_general_dilated(y, w, (layer.s,) * nd, spec.forward_padding,
                                         dimension_numbers=dn)
-    anchor_fb = jax.jit(jax.value_and_grad(lambda y, w: jnp.sum(anchor_f(y, w) * x),
-                                           argnums=(0, 1)))
-    out["anchor"] = (_bind(jax.jit(anchor_f), y), _bind(anchor_fb, y))
+    out["anchor"] = pair(anchor_f, a=cot, c=x)
 
     if with_torch:
         out["torch"] = _torch_contestant(layer, x, w, cot)
     return out
-
-
-def _bind(compiled, first):
-    def f(_x, w):
-        return compiled(first, w)
-    f.lower = lambda _x, w: compiled.lower(first, w)
-    return f
 
 
 def _torch_contestant(layer, x, w, cot):
@@ -134,11 +139,11 @@ def _torch_contestant(layer, x, w, cot):
     tc = torch.from_numpy(np.asarray(cot, np.float32).transpose(perm_x).copy())
     args = dict(stride=layer.s, padding=layer.p, output_padding=layer.op)
 
-    def fwd(_x, _w):
+    def fwd():
         with torch.no_grad():
             return conv_t(tx, tw, **args)
 
-    def fwd_bwd(_x, _w):
+    def fwd_bwd():
         a, b = tx.detach().requires_grad_(), tw.detach().requires_grad_()
         loss = (conv_t(a, b, **args) * tc).sum()
         loss.backward()
@@ -152,12 +157,12 @@ def _block(v):
     return v.block_until_ready() if hasattr(v, "block_until_ready") else v
 
 
-def _compile_stats(fn, x, w):
+def _compile_stats(fn):
     """(compile seconds, temporary bytes) for a jitted function; (nan, nan) otherwise."""
     if not hasattr(fn, "lower"):
         return float("nan"), float("nan")
     t0 = time.perf_counter()
-    compiled = fn.lower(x, w).compile()
+    compiled = fn.lower().compile()
     seconds = time.perf_counter() - t0
     try:
         temp = float(compiled.memory_analysis().temp_size_in_bytes)
@@ -193,8 +198,8 @@ def run(layers, *, rounds=15, dtype=jnp.float32, with_torch=True, out_dir=None,
             for name, pair in contestants.items():
                 fn = pair[idx]
                 try:
-                    compile_s, temp = _compile_stats(fn, x, w)
-                    _block(fn(x, w))
+                    compile_s, temp = _compile_stats(fn)
+                    _block(fn())
                 except ValueError as e:  # matmul refuses large layers
                     rows.append(dict(layer=layer.name, mode=mode, name=name, ms=float("nan"),
                                      compile_s=float("nan"), temp=float("nan"),
@@ -205,7 +210,7 @@ def run(layers, *, rounds=15, dtype=jnp.float32, with_torch=True, out_dir=None,
             for _ in range(rounds):
                 for name, (fn, _, _) in fns.items():
                     t0 = time.perf_counter()
-                    _block(fn(x, w))
+                    _block(fn())
                     times[name].append(time.perf_counter() - t0)
             for name, (_, compile_s, temp) in fns.items():
                 rows.append(dict(layer=layer.name, mode=mode, name=name,

@@ -114,9 +114,59 @@ def phase(x, w, spec: Spec):
     return _separate(x, kernel, rhs_spec, spec, p)
 
 
+def kernel_gradient(g, x, spec: Spec):
+    """∂/∂w <T(x, w), g> by phases: each tap's gradient is one matrix product.
+
+    Tap t of dimension j belongs to phase φ = (t*d - lo) mod s and reads input
+    a + c_t for output a*s + φ, so ``dw[t] = Σ_{n, a} x[n, a + c_t] ⊗ g[n, a*s + φ]``,
+    summed within each channel group: ``prod(k)`` products of (samples x
+    C_in_g) by (samples x C_out_g) matrices, exactly the useful multiply-adds
+    again, with no convolution at all. XLA:CPU runs these up to 10x faster
+    than the forward conv's kernel VJP on 3-D layers.
+    """
+    p = plan(spec)
+    n, grp = spec.num_spatial, spec.groups
+    dn = spec.dn
+    xc = jnp.transpose(x, (dn.out_spec[0], *dn.out_spec[2:], dn.out_spec[1]))  # (N, *i, C_in)
+    gc = jnp.transpose(g, (dn.lhs_spec[0], *dn.lhs_spec[2:], dn.lhs_spec[1]))  # (N, *o, C_out)
+    # g: pad o up to n*s and split it into (n, s): gc[:, a, φ] is output a*s + φ.
+    gc = jnp.pad(gc, [(0, 0)] + [(0, dp.n * dp.s - dp.o) for dp in p.dims] + [(0, 0)])
+    gc = gc.reshape(gc.shape[0], *(v for dp in p.dims for v in (dp.n, dp.s)), grp, -1)
+    # x: pad so that a + c_t is in range for every a < n and every tap.
+    offsets = [_tap_offsets(dp, k, d, lo) for dp, k, d, (lo, _) in
+               zip(p.dims, spec.kernel_size, spec.dilation, spec.padding)]
+    below = [max(0, -min(c for _, c in offs)) for offs in offsets]
+    above = [max(0, dp.n - 1 + max(c for _, c in offs) - (dp.i - 1))
+             for dp, offs in zip(p.dims, offsets)]
+    xc = jnp.pad(xc, [(0, 0), *zip(below, above), (0, 0)])
+    xc = xc.reshape(*xc.shape[:-1], grp, -1)
+    taps = []
+    for t in itertools.product(*(range(k) for k in spec.kernel_size)):
+        phases = [offsets[j][t[j]][0] for j in range(n)]
+        starts = [offsets[j][t[j]][1] + below[j] for j in range(n)]
+        x_slice = xc
+        for j, (st, dp) in enumerate(zip(starts, p.dims)):
+            x_slice = lax.slice_in_dim(x_slice, st, st + dp.n, axis=1 + j)
+        gs = gc[(slice(None), *(v for phi in phases for v in (slice(None), phi)))]
+        taps.append(jnp.einsum(x_slice, [0, *range(1, n + 1), n + 1, n + 2],
+                               gs, [0, *range(1, n + 1), n + 1, n + 3], [n + 1, n + 3, n + 2],
+                               precision=spec.precision,
+                               preferred_element_type=spec.preferred_element_type))
+    # (prod(k), groups, C_out_g, C_in_g) -> (*k, C_out_g, C_in) -> the user's kernel layout
+    dw = jnp.stack(taps).transpose(0, 2, 1, 3).reshape(*spec.kernel_size, -1, x.shape[dn.out_spec[1]])
+    rhs = dn.rhs_spec
+    return jnp.transpose(dw, np.argsort((*rhs[2:], rhs[1], rhs[0])))
+
+
+def _tap_offsets(dp: DimPlan, k, d, lo):
+    """Per tap t: (its phase φ, its input offset c_t = (φ + lo - t*d) / s)."""
+    return [((t * d - lo) % dp.s, ((t * d - lo) % dp.s + lo - t * d) // dp.s) for t in range(k)]
+
+
 # JAX's own transposes of the phase convolutions are correct but XLA:CPU runs the
-# kernel one up to 70x slower than the forward conv's kernel VJP: take C's VJPs.
-transpose_by_phase = adjoint_derivatives(phase)
+# kernel one up to 70x slower: take the input gradient from C and the kernel
+# gradient from the phase products above.
+transpose_by_phase = adjoint_derivatives(phase, kernel_gradient=kernel_gradient)
 
 
 def _conv(x, kernel, rhs_spec, spec: Spec, pads, dilation):

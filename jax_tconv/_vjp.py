@@ -33,17 +33,20 @@ def forward_conv(y, w, spec: Spec):
         dimension_numbers=spec.dn, feature_group_count=spec.groups, precision=spec.precision)
 
 
-def adjoint_derivatives(primal):
+def adjoint_derivatives(primal, *, kernel_gradient=None):
     """`primal(x, w, spec)` with derivatives taken from the forward conv C's own VJPs.
 
     T(x, w) is bilinear, so its tangent is T(ẋ, w) + T(x, ẇ). Both terms are
     written so that their transposes, the two gradients of a training step,
     are C's VJPs: the cotangent g maps to ``C_w(g)`` (a strided conv) and to
-    the kernel VJP of C at (g, x) (`kernel_tangent`). Neither multiplies an
-    inserted zero, and XLA:CPU runs both far faster than JAX's transposes of
-    the formulations themselves (README: Performance).
+    the kernel VJP of C at (g, x) (`kernel_tangent`), or to
+    ``kernel_gradient(g, x, spec)`` when given (any function computing the
+    same ∂/∂w <T(x, w), g>). Neither multiplies an inserted zero, and XLA:CPU
+    runs both far faster than JAX's transposes of the formulations themselves
+    (README: Performance).
     """
     f = jax.custom_jvp(primal, nondiff_argnums=(2,))
+    gradient = kernel_gradient or conv_kernel_gradient
 
     def jvp(spec, primals, tangents):
         x, w = primals
@@ -53,7 +56,7 @@ def adjoint_derivatives(primal):
         if not isinstance(dx, SymbolicZero):
             dy = dy + transpose_by_vjp(dx, w, spec)   # transpose: C_w itself
         if not isinstance(dw, SymbolicZero):
-            dy = dy + kernel_tangent(x, dw, spec)     # transpose: C's kernel VJP
+            dy = dy + kernel_tangent(x, dw, spec, gradient)  # transpose: the kernel gradient
         return y, dy
 
     f.defjvp(jvp, symbolic_zeros=True)
@@ -73,18 +76,19 @@ def pullback(x, w, spec: Spec):
     return y
 
 
-transpose_by_vjp = adjoint_derivatives(pullback)
+def conv_kernel_gradient(g, x, spec: Spec):
+    """∂/∂w <T(x, w), g> = ∂/∂w <C_w(g), x>: the kernel VJP of the forward conv at (g, x)."""
+    w_like = jax.ShapeDtypeStruct(spec.kernel_shape, x.dtype)
+    return jax.linear_transpose(lambda w: forward_conv(g, w, spec), w_like)(x)[0]
 
 
-def kernel_tangent(x, dw, spec: Spec):
-    """T(x, ẇ), as the transpose of g ↦ ∂/∂w <C_w(g), x>, the forward conv's kernel gradient."""
+def kernel_tangent(x, dw, spec: Spec, kernel_gradient=conv_kernel_gradient):
+    """T(x, ẇ), written as the transpose of the linear map g ↦ kernel_gradient(g, x)."""
     pet = spec.preferred_element_type
     if pet is not None and jnp.dtype(pet) != x.dtype:
         x, dw = x.astype(pet), dw.astype(pet)
-
-    def kernel_gradient(g):
-        w_like = jax.ShapeDtypeStruct(dw.shape, dw.dtype)
-        return jax.linear_transpose(lambda w: forward_conv(g, w, spec), w_like)(x)[0]
-
     y_like = jax.ShapeDtypeStruct(spec.out_shape, x.dtype)
-    return jax.linear_transpose(kernel_gradient, y_like)(dw)[0]
+    return jax.linear_transpose(lambda g: kernel_gradient(g, x, spec), y_like)(dw)[0]
+
+
+transpose_by_vjp = adjoint_derivatives(pullback)
