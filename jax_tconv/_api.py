@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from jax_tconv._dilated import transpose_by_dilation
 from jax_tconv._matmul import transpose_by_matmul
-from jax_tconv._phase import transpose_by_phase
+from jax_tconv._phase import fast_kernel_gradient, transpose_by_phase
 from jax_tconv._spec import Spec, transpose_spec
 from jax_tconv._vjp import adjoint_derivatives, transpose_by_vjp
 
@@ -25,9 +25,11 @@ _FORMULATIONS = {
     "dilated": jax.jit(transpose_by_dilation, static_argnums=2),
     "phase": jax.jit(transpose_by_phase, static_argnums=2),
 }
-# "auto": the fastest forward for the configuration, with C's own VJPs as derivatives.
+# "auto": the fastest forward for the configuration, differentiated like "phase".
 _AUTO_FORWARDS = {
-    "dilated": jax.jit(adjoint_derivatives(transpose_by_dilation), static_argnums=2),
+    "dilated": jax.jit(adjoint_derivatives(transpose_by_dilation,
+                                           kernel_gradient=fast_kernel_gradient),
+                       static_argnums=2),
     "phase": _FORMULATIONS["phase"],
     "vjp": _FORMULATIONS["vjp"],
 }
@@ -45,8 +47,10 @@ def auto_method(spec: Spec, *, backend: str | None = None) -> str:
     - Other backends: "vjp" (XLA lowers it to the accelerator library's
       backward-data convolution, cuDNN's on GPU). Not yet measured here.
 
-    Whatever the forward, "auto" differentiates through the forward conv's own
-    VJPs (`adjoint_derivatives`), the fastest gradients measured on CPU.
+    Whatever the forward, "auto" differentiates like "phase": the input
+    gradient is the forward conv C itself, the kernel gradient C's kernel VJP
+    or the per-tap phase products, whichever `fast_kernel_gradient` picks
+    (`adjoint_derivatives`); the fastest gradients measured on CPU.
     """
     backend = backend or jax.default_backend()
     if backend == "cpu":

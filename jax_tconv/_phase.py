@@ -38,7 +38,7 @@ import numpy as np
 from jax import lax
 
 from jax_tconv._layout import transposed_kernel
-from jax_tconv._vjp import adjoint_derivatives
+from jax_tconv._vjp import adjoint_derivatives, conv_kernel_gradient
 from jax_tconv._spec import Spec
 
 
@@ -163,10 +163,23 @@ def _tap_offsets(dp: DimPlan, k, d, lo):
     return [((t * d - lo) % dp.s, ((t * d - lo) % dp.s + lo - t * d) // dp.s) for t in range(k)]
 
 
+def fast_kernel_gradient(g, x, spec: Spec):
+    """The faster of the two kernel gradients on XLA:CPU, by rank and tap count.
+
+    Measured over the benchmark suite (README: Performance): the per-tap
+    products win on 3-D layers (5-12x) and where each phase holds at most one
+    tap (k <= s: U-Net's k2 s2, the k16 s8 audio layer); elsewhere the forward
+    conv's kernel VJP is as fast or faster (up to 2x on DCGAN's last layer).
+    """
+    if spec.num_spatial >= 3 or all(k <= s for k, s in zip(spec.kernel_size, spec.strides)):
+        return kernel_gradient(g, x, spec)
+    return conv_kernel_gradient(g, x, spec)
+
+
 # JAX's own transposes of the phase convolutions are correct but XLA:CPU runs the
 # kernel one up to 70x slower: take the input gradient from C and the kernel
-# gradient from the phase products above.
-transpose_by_phase = adjoint_derivatives(phase, kernel_gradient=kernel_gradient)
+# gradient from the faster of the forward conv's kernel VJP and the phase products.
+transpose_by_phase = adjoint_derivatives(phase, kernel_gradient=fast_kernel_gradient)
 
 
 def _conv(x, kernel, rhs_spec, spec: Spec, pads, dilation):
