@@ -362,12 +362,14 @@ def transpose_spec(fn, x, w, *, strides, padding, output_padding, output_shape, 
                 f"spatial dimension {j}."
             )
     for j, nat in enumerate(natural):
-        if nat < 1:
+        if nat + op[j] < 1:  # PyTorch's rule: output_padding counts towards o >= 1
             (lo, hi), ij, sj, dj, kj = pad[j], i[j], s[j], d[j], k[j]
+            plus_op = f" + {op[j]}" if op[j] else ""
             raise ValueError(
                 f"{fn}: padding {pad[j]} is too large in spatial dimension {j}: the output "
-                f"size (i - 1)*s - lo - hi + d*(k - 1) + 1 = ({ij} - 1)*{sj} - {lo} - {hi} + "
-                f"{dj}*({kj} - 1) + 1 would be {nat}; reduce padding."
+                f"size (i - 1)*s - lo - hi + d*(k - 1) + 1{' + op' if op[j] else ''} = "
+                f"({ij} - 1)*{sj} - {lo} - {hi} + {dj}*({kj} - 1) + 1{plus_op} would be "
+                f"{nat + op[j]}; reduce padding."
             )
     o = tuple(nat + opj for nat, opj in zip(natural, op))
 
