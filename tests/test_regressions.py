@@ -1,0 +1,53 @@
+"""Minimal regression tests for library bugs found by the reliability work (issue #6)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jax_tconv
+from jax_tconv.reference import conv_transpose_reference, conv_transpose_reference_vjp
+
+METHODS = jax_tconv.METHODS + ("auto",)
+
+
+# Found by the PyTorch golden files: PyTorch accepts padding with
+# (i - 1)*s - 2p + d*(k - 1) + 1 <= 0 when output_padding brings the output
+# size o to >= 1; jax_tconv refused it, checking the size before output_padding.
+RESCUED = [  # (i, k, s, p, op, d): o = 1 in each
+    (5, 4, 2, 6, 1, 1),
+    (1, 1, 3, 1, 2, 1),
+    (1, 2, 1, 2, 1, 3),
+]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("i,k,s,p,op,d", RESCUED)
+def test_output_padding_rescues_a_nonpositive_size(i, k, s, p, op, d, method):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 2, i)).astype(np.float32)      # NCW
+    w = rng.standard_normal((2, 3, k)).astype(np.float32)      # PyTorch (C_in, C_out, k)
+    geometry = dict(strides=(s,), padding=((p, p),), output_padding=(op,), dilation=(d,))
+    expected = conv_transpose_reference(x, w, **geometry)
+    assert expected.shape == (2, 3, 1)
+    kwargs = dict(strides=s, padding=p, dilation=d, dimension_numbers=("NCW", "OIW", "NCW"),
+                  method=method)
+    y = jax_tconv.conv_transpose(x, w, output_padding=op, **kwargs)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    y2 = jax_tconv.conv_transpose(x, w, output_shape=(1,), **kwargs)
+    np.testing.assert_allclose(y2, expected, rtol=1e-5, atol=1e-5)
+    g = rng.standard_normal(expected.shape).astype(np.float32)
+    dx, dw = jax.grad(lambda x, w: jnp.sum(
+        g * jax_tconv.conv_transpose(x, w, output_padding=op, **kwargs)), argnums=(0, 1))(x, w)
+    ref_dx, ref_dw = conv_transpose_reference_vjp(x, w, g, **geometry)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dw, ref_dw, rtol=1e-5, atol=1e-5)
+
+
+def test_output_size_below_one_still_refused():
+    x, w = jnp.ones((1, 1, 5)), jnp.ones((1, 1, 4))
+    with pytest.raises(ValueError, match=r"conv_transpose: padding \(7, 7\) is too large"):
+        jax_tconv.conv_transpose(x, w, strides=2, padding=7, output_padding=1,
+                                 dimension_numbers=("NCW", "OIW", "NCW"))
