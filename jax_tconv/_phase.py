@@ -15,15 +15,18 @@ The ``s^n`` phase outputs are interleaved (depth-to-space) into ``y``.
 
 Two ways to run the phases, chosen per configuration (`Plan.fused`):
 
-- fused: one convolution with ``s^n * C_out`` output channels, each phase's
-  sub-kernel zero-filled onto a common support (possible when
-  ``d / gcd(s, d) == 1``, i.e. ``d`` divides ``s``). When ``k`` is a multiple of
-  ``s`` and ``d == 1`` the supports coincide and nothing is zero-filled.
+- fused: one convolution with ``s^n * C_out`` output channels; shorter
+  sub-kernels are zero-filled to the longest, and each phase's outputs are cut
+  out of the common output grid at their own offset (possible when
+  ``d / gcd(s, d) == 1``; used while at most `FUSED_MAX_WASTE` of the taps are
+  zero-filled, e.g. never for k3 s2, always when k is a multiple of s);
 - separate: one exact convolution per phase (any ``d``; no zero taps at all).
 
-Neither form inserts zeros into the input, and neither do their derivatives:
-every convolution here has stride 1 and no input dilation, so JAX's transposes
-of them have none either (tests/test_phase.py checks the lowered programs).
+Neither form inserts zeros into the input: every convolution here has stride 1
+and no input dilation. Nor do the derivatives (`adjoint_derivatives`): the input
+gradient is the strided forward conv and the kernel gradient either its kernel
+VJP or the per-tap products of `kernel_gradient` (tests/test_phase.py checks
+the lowered programs of the forward pass and both gradients).
 """
 
 from __future__ import annotations
@@ -255,7 +258,6 @@ def _separate(x, kernel, rhs_spec, spec: Spec, p: Plan):
         for axis, dp, size in zip(spec.dn.lhs_spec[2:], p.dims, sizes):
             fill[axis] = (0, dp.n - size)
         outs.append(jnp.pad(y, fill))
-    # With roles swapped by dimension numbers (groups == 1) channels are y's channels as they are.
     return _depth_to_space(jnp.concatenate(outs, axis=spec.dn.lhs_spec[1]), spec, p,
                            channel_order=("phases", "g", "c"))
 
