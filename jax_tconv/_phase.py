@@ -13,8 +13,11 @@ That is a stride-1 correlation of the *undilated* input with the sub-kernel
 ``w[T_φ]`` (consecutive offsets differ by ``d / gcd(s, d)``, its dilation).
 The ``s^n`` phase outputs are interleaved (depth-to-space) into ``y``.
 
-Two ways to run the phases, chosen per configuration (`Plan.fused`):
+Three ways to run the phases, chosen per configuration (`Plan.form`):
 
+- products: every input element times every tap first, as one matrix
+  product, then each phase sums its taps' products at their offsets (no
+  convolution at all; for small inputs with many channels, `_products`);
 - fused: one convolution with ``s^n * C_out`` output channels; shorter
   sub-kernels are zero-filled to the longest, and each phase's outputs are cut
   out of the common output grid at their own offset (possible when
@@ -73,7 +76,7 @@ def _dim_plan(i, k, s, d, lo, o) -> DimPlan:
 @dataclasses.dataclass(frozen=True)
 class Plan:
     dims: tuple[DimPlan, ...]
-    fused: bool
+    form: str  # "products", "fused" or "separate"
 
 
 @functools.lru_cache(maxsize=256)
@@ -82,13 +85,23 @@ def plan(spec: Spec) -> Plan:
         _dim_plan(i, k, s, d, lo, o)
         for i, k, s, d, (lo, _), o in zip(spec.in_spatial, spec.kernel_size, spec.strides,
                                          spec.dilation, spec.padding, spec.out_spatial))
-    fused = all(dp.dilation == 1 for dp in dims) and _fused_waste(dims) <= FUSED_MAX_WASTE
-    return Plan(dims, fused)
+    if (math.prod(spec.in_spatial) <= PRODUCTS_MAX_INPUT
+            and spec.in_channels // spec.groups >= PRODUCTS_MIN_CHANNELS):
+        form = "products"
+    elif all(dp.dilation == 1 for dp in dims) and _fused_waste(dims) <= FUSED_MAX_WASTE:
+        form = "fused"
+    else:
+        form = "separate"
+    return Plan(dims, form)
 
 
 #: The fused form zero-fills the shorter sub-kernels up to the longest; above this
 #: fraction of zero taps the separate form runs instead (see the README's measurements).
 FUSED_MAX_WASTE = 0.25
+#: Small inputs with many channels (DCGAN's first layers) run as products-then-sums:
+#: at most this many input positions per example, at least this many channels per group.
+PRODUCTS_MAX_INPUT = 64
+PRODUCTS_MIN_CHANNELS = 128
 
 
 def _fused_waste(dims) -> float:
@@ -111,10 +124,11 @@ def _shifts(dp: DimPlan) -> tuple[int, ...]:
 def phase(x, w, spec: Spec):
     """The phase decomposition (this module's docstring); derivatives by plain autodiff."""
     p = plan(spec)
+    if p.form == "products":
+        return _products(x, w, spec, p)
     kernel, rhs_spec = transposed_kernel(w, spec, flip=False)
-    if p.fused:
-        return _fused(x, kernel, rhs_spec, spec, p)
-    return _separate(x, kernel, rhs_spec, spec, p)
+    form = _fused if p.form == "fused" else _separate
+    return form(x, kernel, rhs_spec, spec, p)
 
 
 def kernel_gradient(g, x, spec: Spec):
@@ -260,6 +274,52 @@ def _separate(x, kernel, rhs_spec, spec: Spec, p: Plan):
         outs.append(jnp.pad(y, fill))
     return _depth_to_space(jnp.concatenate(outs, axis=spec.dn.lhs_spec[1]), spec, p,
                            channel_order=("phases", "g", "c"))
+
+
+def _products(x, w, spec: Spec, p: Plan):
+    """Every input element times every tap first (one matrix product), then each phase sums
+    its taps' products at their offsets: ``y_φ[a] = Σ_{t ∈ T_φ} P[a + c_t, t]``.
+
+    The order of the phase sum swapped: no convolution at all, one GEMM of
+    ``(N * prod(i), C_in_g) x (C_in_g, prod(k) * C_out_g)`` per group, which XLA:CPU
+    runs near its peak when the spatial size is small and the channels many.
+    """
+    n, grp, dn = spec.num_spatial, spec.groups, spec.dn
+    xc = jnp.transpose(x, (dn.out_spec[0], *dn.out_spec[2:], dn.out_spec[1]))  # (N, *i, C_in)
+    wc = jnp.transpose(w, (*dn.rhs_spec[2:], dn.rhs_spec[1], dn.rhs_spec[0]))  # (*k, C_out_g, C_in)
+    xc = xc.reshape(*xc.shape[:-1], grp, -1)
+    wc = wc.reshape(*wc.shape[:-1], grp, -1)
+    sp_x, sp_k = list(range(1, n + 1)), list(range(n + 1, 2 * n + 1))
+    g_ax, ci, co = 2 * n + 1, 2 * n + 2, 2 * n + 3
+    prods = jnp.einsum(xc, [0, *sp_x, g_ax, ci], wc, [*sp_k, co, g_ax, ci],
+                       [0, *sp_x, *sp_k, g_ax, co], precision=spec.precision,
+                       preferred_element_type=spec.preferred_element_type)
+    prods = prods.reshape(*prods.shape[:-2], -1)                   # (N, *i, *k, C_out)
+    offsets = [_tap_offsets(dp, k, d, lo) for dp, k, d, (lo, _) in
+               zip(p.dims, spec.kernel_size, spec.dilation, spec.padding)]
+    below = [max(0, -min(c for _, c in offs)) for offs in offsets]
+    above = [max(0, dp.n - 1 + max(c for _, c in offs) - (dp.i - 1))
+             for dp, offs in zip(p.dims, offsets)]
+    prods = jnp.pad(prods, [(0, 0), *zip(below, above)] + [(0, 0)] * (n + 1))
+    outs = []
+    for phases in itertools.product(*(range(dp.s) for dp in p.dims)):
+        acc = jnp.zeros((prods.shape[0], *(dp.n for dp in p.dims), prods.shape[-1]),
+                        prods.dtype)
+        for t in itertools.product(*(range(k) for k in spec.kernel_size)):
+            if any(offsets[j][t[j]][0] != phases[j] for j in range(n)):
+                continue
+            part = prods[(slice(None), *(slice(None),) * n, *t)]
+            for j, dp in enumerate(p.dims):
+                start = offsets[j][t[j]][1] + below[j]
+                part = lax.slice_in_dim(part, start, start + dp.n, axis=1 + j)
+            acc = acc + part
+        outs.append(acc)
+    # (s1, .., sn, N, n1, .., nn, C) -> (N, n1, s1, .., nn, sn, C) -> crop -> y's layout
+    y = jnp.stack(outs).reshape(*(dp.s for dp in p.dims), *outs[0].shape)
+    y = y.transpose(n, *(v for j in range(n) for v in (n + 1 + j, j)), 2 * n + 1)
+    y = y.reshape(y.shape[0], *(dp.n * dp.s for dp in p.dims), y.shape[-1])
+    y = y[(slice(None), *(slice(0, dp.o) for dp in p.dims))]
+    return jnp.transpose(y, np.argsort((dn.lhs_spec[0], *dn.lhs_spec[2:], dn.lhs_spec[1])))
 
 
 def _result_dtype(x, spec: Spec):

@@ -1,5 +1,6 @@
 """The phase formulation: both of its forms, and no multiply by an inserted zero."""
 
+import dataclasses
 import re
 
 import jax
@@ -21,16 +22,19 @@ def spec_of(case, x, w):
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-@pytest.mark.parametrize("form", ["fused", "separate"])
-def test_both_forms_match_reference(case, form):
+@pytest.mark.parametrize("form", ["products", "fused", "separate"])
+def test_every_form_matches_reference(case, form):
     x, w = case.arrays()
     spec = spec_of(case, x, w)
     plan = _phase.plan(spec)
     if form == "fused" and any(dp.dilation != 1 for dp in plan.dims):
         pytest.skip("fused needs d / gcd(s, d) == 1")
-    kernel, rhs_spec = transposed_kernel(jnp.asarray(w), spec, flip=False)
-    run = _phase._fused if form == "fused" else _phase._separate
-    y = jax.jit(lambda x, k: run(x, k, rhs_spec, spec, plan))(x, kernel)
+    if form == "products":
+        y = jax.jit(lambda x, w: _phase._products(x, w, spec, plan))(x, w)
+    else:
+        kernel, rhs_spec = transposed_kernel(jnp.asarray(w), spec, flip=False)
+        run = _phase._fused if form == "fused" else _phase._separate
+        y = jax.jit(lambda x, k: run(x, k, rhs_spec, spec, plan))(x, kernel)
     assert_close(y, case.reference(x, w))
 
 
@@ -83,10 +87,42 @@ def test_plan_of_k4_s2_p1_is_even_and_fused():
     case = CASES[10]
     x, w = case.arrays()
     plan = _phase.plan(spec_of(case, x, w))
-    assert plan.fused
+    assert plan.form == "fused"
     for dp in plan.dims:
         assert [len(t) for t in dp.taps] == [2, 2]
         assert _phase._fused_waste(plan.dims) == 0
+
+
+@pytest.mark.parametrize("form", ["products", "fused", "separate"])
+def test_every_form_runs_through_the_public_method(form, monkeypatch):
+    """Force each form through conv_transpose(method="phase"): values and both gradients."""
+    case = CASES[10]
+    x, w = case.arrays()
+    real_plan = _phase.plan.__wrapped__
+    monkeypatch.setattr(_phase, "plan", lambda spec: dataclasses.replace(real_plan(spec),
+                                                                         form=form))
+    jax.clear_caches()
+    y = jax_tconv.conv_transpose(x, w, method="phase", **case.kwargs())
+    assert_close(y, case.reference(x, w))
+    g = np.random.default_rng(2).standard_normal(y.shape).astype(np.float32)
+    dx, dw = jax.grad(lambda x, w: jnp.sum(g * jax_tconv.conv_transpose(
+        x, w, method="phase", **case.kwargs())), argnums=(0, 1))(x, w)
+    ref_dx, ref_dw = case.reference_vjp(x, w, g)
+    assert_close(dx, ref_dx)
+    assert_close(dw, ref_dw)
+    text = jax.jit(jax.value_and_grad(lambda x, w: jnp.sum(jax_tconv.conv_transpose(
+        x, w, method="phase", **case.kwargs())), argnums=(0, 1))).lower(x, w).as_text()
+    assert inserted_zeros(text) == []
+    jax.clear_caches()
+
+
+def test_plan_picks_products_for_small_wide_inputs():
+    x = jnp.ones((2, 4, 4, 256))
+    w = jnp.ones((4, 4, 128, 256))
+    spec = transpose_spec("t", x, w, strides=2, padding=1, output_padding=0, output_shape=None,
+                          dilation=1, groups=1, dimension_numbers=None, precision=None,
+                          preferred_element_type=None)
+    assert _phase.plan(spec).form == "products"
 
 
 def test_phase_without_any_tap_is_zero():
