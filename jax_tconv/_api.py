@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from jax_tconv._dilated import transpose_by_dilation
 from jax_tconv._matmul import transpose_by_matmul
 from jax_tconv._phase import fast_kernel_gradient, transpose_by_phase
+from jax_tconv._phase import plan as phase_plan
 from jax_tconv._spec import Spec, transpose_spec
 from jax_tconv._vjp import adjoint_derivatives, transpose_by_vjp
 
@@ -42,8 +43,10 @@ def auto_method(spec: Spec, *, backend: str | None = None) -> str:
 
     - XLA:CPU, 3 or more spatial dims: "phase" (XLA:CPU's input-dilated 3-D
       convolution, behind "vjp", "dilated" and lax.conv_transpose, is ~40x slower).
-    - XLA:CPU, 1-D and 2-D: "dilated" (XLA folds the zero insertion into its
-      convolution; the fastest or within 10% of it on every such layer).
+    - XLA:CPU, small inputs with many channels (the phase plan's "products"
+      form, e.g. DCGAN's first layer): "phase", one matrix product.
+    - XLA:CPU, other 1-D and 2-D layers: "dilated" (XLA folds the zero
+      insertion into its convolution).
     - Other backends: "vjp" (XLA lowers it to the accelerator library's
       backward-data convolution, cuDNN's on GPU). Not yet measured here.
 
@@ -54,7 +57,9 @@ def auto_method(spec: Spec, *, backend: str | None = None) -> str:
     """
     backend = backend or jax.default_backend()
     if backend == "cpu":
-        return "phase" if spec.num_spatial >= 3 else "dilated"
+        if spec.num_spatial >= 3 or phase_plan(spec).form == "products":
+            return "phase"
+        return "dilated"
     return "vjp"
 
 
