@@ -185,17 +185,25 @@ def configs(draw, max_rank=3, dtypes=("float32", "float64")):
     kwargs = {}
 
     form = draw(st.sampled_from(["int", "per_dim", "pairs", "mixed", "SAME", "VALID", "default"]))
+    # Output padding first (not with SAME): it counts towards o >= 1, so padding may
+    # make the natural size (i - 1)*s - lo - hi + d*(k - 1) + 1 zero or negative.
+    how = "SAME" if form == "SAME" else draw(
+        st.sampled_from(["output_padding", "output_shape", "none"]))
+    ops = [0] * nd
+    if how in ("output_padding", "output_shape"):
+        ops = [draw(st.integers(0, max(sj, dj) - 1)) for sj, dj in zip(s, d)]
+    room = [f - 1 + op for f, op in zip(full, ops)]   # lo + hi <= room keeps o >= 1
     if form == "int":
-        p = draw(st.integers(0, min(min(full) - 1, 6) // 2))
+        p = draw(st.integers(0, min(min(room), 6) // 2))
         pads, kwargs["padding"] = [(p, p)] * nd, p
     elif form == "per_dim":
-        ps = [draw(st.integers(0, min(f - 1, 6) // 2)) for f in full]
+        ps = [draw(st.integers(0, min(r, 6) // 2)) for r in room]
         pads, kwargs["padding"] = [(p, p) for p in ps], draw(st.sampled_from([tuple, list]))(ps)
     elif form in ("pairs", "mixed"):   # asymmetric (lo, hi), or ints and pairs mixed
         pads, entries = [], []
-        for f in full:
-            lo = draw(st.integers(0, min(f - 1, 3)))
-            hi = draw(st.integers(0, min(f - 1 - lo, 3)))
+        for r in room:
+            lo = draw(st.integers(0, min(r, 3)))
+            hi = draw(st.integers(0, min(r - lo, 3)))
             pads.append((lo, hi))
             as_int = form == "mixed" and lo == hi and draw(st.booleans())
             entries.append(lo if as_int else draw(st.sampled_from([tuple, list]))((lo, hi)))
@@ -209,7 +217,7 @@ def configs(draw, max_rank=3, dtypes=("float32", "float64")):
         # Any o with ceil(o / s) == i; the forward conv's SAME padding for an input of size o.
         if draw(st.booleans()):
             target = [draw(st.integers((ij - 1) * sj + 1, ij * sj)) for ij, sj in zip(i, s)]
-            kwargs["output_shape"] = _output_shape(draw, target, specs[0], batch, cout)
+            kwargs["output_shape"] = _output_shape(draw, target, specs, batch, cout)
         else:
             target = [ij * sj for ij, sj in zip(i, s)]
         pads, ops = [], []
@@ -217,17 +225,12 @@ def configs(draw, max_rank=3, dtypes=("float32", "float64")):
             total = max(f - o, 0)              # lax.padtype_to_pads's rule, written out
             pads.append((total // 2, total - total // 2))
             ops.append(o - (f - total))        # natural size f - total, the rest is op
-    else:
-        ops = [draw(st.integers(0, max(sj, dj) - 1)) for sj, dj in zip(s, d)]
-        how = draw(st.sampled_from(["output_padding", "output_shape", "none"]))
-        if how == "none":
-            ops = [0] * nd
-        elif how == "output_padding":
-            if any(ops) or draw(st.booleans()):
-                kwargs["output_padding"] = _per_dim(draw, ops)
-        else:
-            target = [f - lo - hi + op for f, (lo, hi), op in zip(full, pads, ops)]
-            kwargs["output_shape"] = _output_shape(draw, target, specs[0], batch, cout)
+    elif how == "output_padding":
+        if any(ops) or draw(st.booleans()):
+            kwargs["output_padding"] = _per_dim(draw, ops)
+    elif how == "output_shape":
+        target = [f - lo - hi + op for f, (lo, hi), op in zip(full, pads, ops)]
+        kwargs["output_shape"] = _output_shape(draw, target, specs, batch, cout)
     if groups != 1 or draw(st.booleans()):
         kwargs["groups"] = groups
     if any(sj != 1 for sj in s) or draw(st.booleans()):
@@ -243,12 +246,12 @@ def configs(draw, max_rank=3, dtypes=("float32", "float64")):
                   draw(st.integers(0, 2**16)))
 
 
-def _output_shape(draw, target, lhs, batch, cout):
+def _output_shape(draw, target, specs, batch, cout):
     """The spatial target sizes, or (sometimes) the full output shape in y's layout."""
     if draw(st.booleans()):
         return draw(st.sampled_from([tuple, list]))(target)
-    sizes = iter(target)
-    return tuple(batch if c == "N" else cout if c == "C" else next(sizes) for c in lhs)
+    sizes = dict(zip((c for c in specs[1] if c not in "OI"), target))   # lax's spatial order
+    return tuple(batch if c == "N" else cout if c == "C" else sizes[c] for c in specs[0])
 
 
 def assert_close(actual, expected, tol):
@@ -373,15 +376,15 @@ def invalid_calls(draw):
     method = draw(st.sampled_from(METHODS))
     j = draw(st.integers(0, nd - 1))    # the dimension that breaks a per-dimension rule
 
-    def per_dim(value):
-        v = [0] * nd
+    def per_dim(value, base=(0,) * nd):
+        v = list(base)
         v[j] = value
         return tuple(v)
 
     def explicit_padding():
-        # A padding form without SAME, with the same geometry (pairs), no output_* arguments.
+        # The same geometry as (lo, hi) pairs and output_padding, without SAME or output_shape.
         kw.pop("output_shape", None)
-        kw.pop("output_padding", None)
+        kw["output_padding"] = tuple(cfg.ops)
         kw["padding"] = tuple(cfg.pads)
 
     full = [(i - 1) * s + d * (k - 1) + 1 for i, k, s, d in zip(cfg.i, cfg.k, cfg.s, cfg.d)]
@@ -393,21 +396,22 @@ def invalid_calls(draw):
     elif brk == "output_padding_too_large":
         explicit_padding()
         m = max(cfg.s[j], cfg.d[j])
-        kw["output_padding"] = per_dim(m + draw(st.integers(0, 2)))
+        kw["output_padding"] = per_dim(m + draw(st.integers(0, 2)), cfg.ops)
     elif brk == "output_padding_negative":
         explicit_padding()
-        kw["output_padding"] = per_dim(-draw(st.integers(1, 2)))
+        kw["output_padding"] = per_dim(-draw(st.integers(1, 2)), cfg.ops)
     elif brk == "output_shape_unreachable":
         explicit_padding()
-        target = list(natural)
+        del kw["output_padding"]
+        target = [n + op for n, op in zip(natural, cfg.ops)]
         m = max(cfg.s[j], cfg.d[j])
         target[j] = draw(st.sampled_from([natural[j] + m, natural[j] + m + 1, natural[j] - 1,
                                           0, -1]))
         kw["output_shape"] = tuple(target)
     elif brk == "output_shape_and_padding":
         explicit_padding()
-        kw["output_shape"] = tuple(natural)
-        kw["output_padding"] = per_dim(draw(st.integers(1, 2)))
+        kw["output_shape"] = tuple(n + op for n, op in zip(natural, cfg.ops))
+        kw["output_padding"] = per_dim(draw(st.integers(1, 2)), cfg.ops)
     elif brk == "same_with_output_padding":
         kw.pop("output_shape", None)
         kw["padding"] = "SAME"
@@ -422,7 +426,8 @@ def invalid_calls(draw):
         explicit_padding()
         pads = list(cfg.pads)
         extra = draw(st.integers(0, 2))
-        pads[j] = (full[j] + extra, 0) if draw(st.booleans()) else (0, full[j] + extra)
+        too_much = full[j] + cfg.ops[j] + extra          # o = -extra <= 0
+        pads[j] = (too_much, 0) if draw(st.booleans()) else (0, too_much)
         kw["padding"] = tuple(pads)
     elif brk == "padding_negative":
         explicit_padding()
@@ -481,13 +486,15 @@ def invalid_calls(draw):
         ]))
     elif brk == "full_output_shape_disagrees":
         explicit_padding()
+        del kw["output_padding"]
         shape = list(cfg.y_shape)
         axis = cfg.specs[0].index(draw(st.sampled_from("NC")))
         shape[axis] += draw(st.integers(1, 2))
         kw["output_shape"] = tuple(shape)
     elif brk == "output_shape_wrong_length":
         explicit_padding()
-        kw["output_shape"] = tuple(natural) + (1,)
+        del kw["output_padding"]
+        kw["output_shape"] = tuple(n + op for n, op in zip(natural, cfg.ops)) + (1,)
     elif brk == "zero_size":
         axis = draw(st.sampled_from([0, 1]))
         if axis == 0:
