@@ -44,8 +44,11 @@ def parse(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     return args
 
 
-def progress(iterable, *, desc: str, enabled: bool = True, **kwargs):
-    """A tqdm progress bar over `iterable` (on stderr), or the bare iterable when disabled."""
+def progress(iterable=None, *, desc: str, enabled: bool = True, **kwargs):
+    """A tqdm progress bar (on stderr) over `iterable`, or with ``total=`` and ``update(n)``.
+
+    With ``enabled=False`` it draws nothing and still iterates and updates.
+    """
     return tqdm(iterable, desc=desc, disable=not enabled, dynamic_ncols=True, **kwargs)
 
 
