@@ -96,8 +96,9 @@ def plan(spec: Spec) -> Plan:
 
 
 #: The fused form zero-fills the shorter sub-kernels up to the longest; above this
-#: fraction of zero taps the separate form runs instead (see the README's measurements).
-FUSED_MAX_WASTE = 0.25
+#: fraction of zero taps the separate form runs instead. Zero: a zero-filled tap times
+#: a NaN or Inf input is NaN, which would reach outputs whose window does not cover it.
+FUSED_MAX_WASTE = 0.0
 #: Small inputs with many channels (DCGAN's first layers) run as products-then-sums:
 #: at most this many input positions per example, at least this many channels per group.
 PRODUCTS_MAX_INPUT = 64
