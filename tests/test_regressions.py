@@ -51,3 +51,27 @@ def test_output_size_below_one_still_refused():
     with pytest.raises(ValueError, match=r"conv_transpose: padding \(7, 7\) is too large"):
         jax_tconv.conv_transpose(x, w, strides=2, padding=7, output_padding=1,
                                  dimension_numbers=("NCW", "OIW", "NCW"))
+
+
+# Found by tests/test_numerics.py: the fused phase form zero-fills shorter sub-kernels,
+# and a zero tap times a NaN (or Inf) input is NaN, so a NaN input reached outputs
+# whose window does not cover it (1-D k5 s3: 12 NaN outputs where lax has 10).
+@pytest.mark.parametrize("method", ["phase", "auto"])
+@pytest.mark.parametrize("shape", [(1, 2, 6), (1, 2, 3, 3, 3)], ids=["1d", "3d"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_phase_nan_reaches_only_covered_outputs(shape, bad, method):
+    nd = len(shape) - 2
+    k, s = {1: ((5,), (3,)), 3: ((5, 4, 4), (3, 2, 2))}[nd]   # 1/6 of the fused taps zero
+    sp = "DHW"[3 - nd:]
+    dn = (f"NC{sp}", f"OI{sp}", f"NC{sp}")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((2, 2, *k)).astype(np.float32)
+    at = (0, 1, *(n // 2 for n in shape[2:]))
+    x[at] = bad
+    y = np.asarray(jax_tconv.conv_transpose(x, w, strides=s, padding=1, dimension_numbers=dn,
+                                            method=method))
+    pads = [(kj - 2, kj - 2) for kj in k]     # lax pads the dilated input: k - 1 - padding
+    expected = np.asarray(jax.lax.conv_transpose(x, w, s, pads, dimension_numbers=dn,
+                                                 transpose_kernel=True))
+    np.testing.assert_array_equal(~np.isfinite(y), ~np.isfinite(expected))
