@@ -198,10 +198,11 @@ def main(argv=None) -> dict:
     for variant in _common.progress(VARIANTS, desc="variants", enabled=args.progress):
         model = Generator(variant, width=args.width, method=args.method)
         params = model.init(jax.random.key(args.seed + 1), z)
-        init_out = np.asarray(jax.jit(model.apply)(params, z))
+        apply = jax.jit(model.apply)
+        init_out = np.asarray(apply(params, z))
         params, loss = fit(model, params, z, y, steps=args.steps, lr=args.lr,
                            progress=args.progress, desc=variant)
-        trained_out = np.asarray(jax.jit(model.apply)(params, z))
+        trained_out = np.asarray(apply(params, z))
         (ny_i, hi_i), (ny_t, hi_t) = spectral_shares(init_out), spectral_shares(trained_out)
         results[variant] = {
             "overlap": one_layer_overlap(variant), "init_images": init_out[:args.show],

@@ -178,9 +178,14 @@ def train_gan(images, args):
     return g, untrained, trained, losses
 
 
-def sample(g, variables, n, latent, seed):
-    z = jax.random.normal(jax.random.key(seed), (n, latent))
-    return np.asarray(jax.jit(lambda v, z: g.apply(v, z, train=False))(variables, z))
+def sampler(g):
+    """``sample(variables, n, latent, seed)``: n images from one compiled generator."""
+    apply = jax.jit(lambda v, z: g.apply(v, z, train=False))
+
+    def sample(variables, n, latent, seed):
+        return np.asarray(apply(variables, jax.random.normal(jax.random.key(seed), (n, latent))))
+
+    return sample
 
 
 # ----------------------------------------------------------------------------
@@ -301,8 +306,9 @@ def main(argv=None) -> dict:
     # The GAN trains on the classifier's training split only; the held-out split is the reference.
     g, untrained_vars, trained_vars, losses = train_gan(x_train, args)
     reference = np.asarray(clf.apply(clf_params, jnp.asarray(x_test), features=True))
-    samples = {"untrained": sample(g, untrained_vars, args.eval_samples, args.latent, 123),
-               "trained": sample(g, trained_vars, args.eval_samples, args.latent, 123)}
+    sample = sampler(g)
+    samples = {"untrained": sample(untrained_vars, args.eval_samples, args.latent, 123),
+               "trained": sample(trained_vars, args.eval_samples, args.latent, 123)}
     n_real = min(len(x_test), len(train_idx))
     real = images[train_idx[:n_real]]     # real digits the reference never saw: the floor
     figures = {name: judge(clf, clf_params, x, reference) for name, x in samples.items()}

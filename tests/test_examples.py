@@ -1,0 +1,191 @@
+"""Smoke tests of examples/: each script runs with tiny settings and writes what it promises.
+
+Every example runs in its own subprocess (they set JAX options at import, and
+a script is what a user runs), with ``--out`` in a temporary folder; all the
+selected ones start together, since compiling is mostly single-threaded. Each
+test then checks its script's files (real PNG files of a sensible size, JSON
+reports) and that the figures they report lie in their valid ranges.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib", reason="the examples extra (matplotlib) is not installed")
+pytest.importorskip("sklearn", reason="the examples extra (scikit-learn) is not installed")
+pytest.importorskip("tqdm", reason="the examples extra (tqdm) is not installed")
+
+import matplotlib.image  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SCRIPTS = ("textbook", "functional_transforms", "dcgan_digits", "segmentation", "checkerboard")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# Tiny settings: seconds each. Every run's --out is a fresh temporary folder.
+RUNS = {
+    "textbook": [],
+    "functional_transforms": ["--size", "3", "--batch", "2", "--methods", "auto", "phase"],
+    "dcgan_digits": ["--steps", "20", "--width", "8", "--batch", "16", "--classifier-steps",
+                     "150", "--eval-samples", "100", "--method", "phase"],
+    "segmentation": ["--size", "13", "--train", "32", "--test", "8", "--steps", "2",
+                     "--width", "4", "--panels", "2"],
+    "checkerboard": ["--samples", "4", "--steps", "2", "--width", "8"],
+}
+
+
+def start(script: str, *args: str) -> subprocess.Popen:
+    """Start ``python examples/SCRIPT.py ARGS`` in the background."""
+    return subprocess.Popen([sys.executable, str(EXAMPLES / f"{script}.py"), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "MPLBACKEND": "Agg"}, cwd=EXAMPLES.parent)
+
+
+def finish(proc: subprocess.Popen, label: str, timeout: float = 300) -> str:
+    """Wait for `proc`; return its stdout, or fail with the end of its stderr."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"{label} ran over {timeout} s:\n{err[-4000:]}")
+    assert proc.returncode == 0, f"{label} failed (exit {proc.returncode}):\n{err[-4000:]}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(request, tmp_path_factory):
+    """Start the examples the selected tests need, all at once (compiling is single-threaded).
+
+    Returns ``{script: (process, out folder)}``; each test waits for its own.
+    """
+    wanted = {item.originalname.removeprefix("test_") for item in request.session.items
+              if item.module is request.module}
+    started = {}
+    for script, args in RUNS.items():
+        if script in wanted:
+            out = tmp_path_factory.mktemp(script)
+            started[script] = (start(script, "--out", str(out), "--no-progress", *args), out)
+    yield started
+    for proc, _ in started.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def result(runs, script: str) -> tuple[str, Path]:
+    proc, out = runs[script]
+    return finish(proc, script), out
+
+
+def check_png(path: Path, min_side: int = 20) -> None:
+    assert path.is_file(), f"missing {path.name}"
+    assert path.read_bytes()[:8] == PNG_SIGNATURE, f"{path.name} is not a PNG file"
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and min(image.shape[:2]) >= min_side, (path.name, image.shape)
+    assert image.std() > 0, f"{path.name} is blank"
+
+
+def read_json(path: Path):
+    assert path.is_file(), f"missing {path.name}"
+    return json.loads(path.read_text())
+
+
+def test_textbook(runs):
+    out, tmp_path = result(runs, "textbook")
+    assert "[[1 2 3 0 4 5 6 0 7 8 9 0 0 0 0 0]" in out            # the 4x16 matrix, row 1
+    diffs = [float(d) for d in re.findall(r"max \|diff\| = (\S+)", out)]
+    assert len(diffs) >= 15 and max(diffs) < 1e-4, diffs
+    assert read_json(tmp_path / "textbook.json")["max_abs_diff"] < 1e-4
+    for name in ("textbook.png", "textbook_stride2.png"):
+        check_png(tmp_path / name, min_side=200)
+
+
+def test_functional_transforms(runs):
+    out, tmp_path = result(runs, "functional_transforms")
+    assert "FAIL" not in out
+    report = read_json(tmp_path / "functional_transforms.json")
+    assert set(report["checks"]) == {"auto", "phase"}
+    for checks in report["checks"].values():
+        assert len(checks) == 6 and all(0 <= d <= 1e-4 for d in checks.values()), checks
+    check_png(tmp_path / "functional_transforms.png", min_side=200)
+
+
+def test_dcgan_digits(runs):
+    out, tmp_path = result(runs, "dcgan_digits")
+    assert "Fréchet distance" in out
+    report = read_json(tmp_path / "dcgan_digits.json")
+    assert 0.8 <= report["classifier_accuracy"] <= 1.0
+    for name in ("real", "trained", "untrained"):
+        f = report["figures"][name]
+        assert math.isfinite(f["frechet_distance"]) and f["frechet_distance"] >= 0, f
+        assert 1.0 - 1e-6 <= f["classifier_score"] <= 10.0 + 1e-6, f
+        assert 0.1 - 1e-6 <= f["mean_confidence"] <= 1.0 + 1e-6, f
+        assert len(f["class_share"]) == 10 and abs(sum(f["class_share"]) - 1) < 1e-3, f
+    real, untrained = report["figures"]["real"], report["figures"]["untrained"]
+    assert real["frechet_distance"] < untrained["frechet_distance"]
+    assert real["classifier_score"] > 5
+    assert "Fréchet distance" in (tmp_path / "dcgan_digits.md").read_text()
+    for name in ("dcgan_digits.png", "dcgan_digits_losses.png", "dcgan_digits_samples.png"):
+        check_png(tmp_path / name)
+
+
+def test_segmentation(runs):
+    out, tmp_path = result(runs, "segmentation")
+    assert "13 -> 7 -> 4 -> 2" in out                         # odd sizes on the way down
+    report = read_json(tmp_path / "segmentation.json")
+    assert set(report["results"]) == {"ConvTranspose", "ResizeConv"}
+    for r in report["results"].values():
+        assert 0 <= r["pixel_accuracy"] <= 1 and 0 <= r["mean_iou"] <= 1, r
+        assert math.isfinite(r["final_loss"])
+    table = (tmp_path / "segmentation.md").read_text()
+    assert "| ConvTranspose |" in table and "| ResizeConv |" in table
+    check_png(tmp_path / "segmentation.png", min_side=200)
+
+
+def test_checkerboard(runs):
+    _, tmp_path = result(runs, "checkerboard")
+    report = read_json(tmp_path / "checkerboard.json")
+    variants = [k for k in report if k != "targets"]
+    assert len(variants) == 4
+    for name in variants:
+        for key in ("nyquist_init", "nyquist_trained", "high_band_init", "high_band_trained"):
+            assert 0 <= report[name][key] <= 1, (name, key, report[name][key])
+    # The measurable checkerboard: k3-s2 transposed convolution against resize-conv, at init.
+    assert report["ConvTranspose k3 s2"]["nyquist_init"] > 10 * report["ResizeConv k3"][
+        "nyquist_init"]
+    assert report["SubPixelConv k3 + icnr"]["nyquist_init"] < 1e-6   # ICNR: exactly none
+    check_png(tmp_path / "checkerboard.png", min_side=200)
+
+
+def test_help():
+    """Every script's --help, in one interpreter (each script's main(argv) parses argv)."""
+    code = (
+        "import runpy, sys\n"
+        f"sys.path.insert(0, {str(EXAMPLES)!r})\n"
+        f"for name in {SCRIPTS!r}:\n"
+        "    print('=== ' + name, flush=True)\n"
+        f"    main = runpy.run_path({str(EXAMPLES)!r} + '/' + name + '.py')['main']\n"
+        "    try:\n"
+        "        main(['--help'])\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code == 0, (name, e.code)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "MPLBACKEND": "Agg"}, cwd=EXAMPLES.parent)
+    out = finish(proc, "--help of every example", timeout=120)
+    parts = re.split(r"^=== (\w+)$", out, flags=re.MULTILINE)[1:]
+    helps = dict(zip(parts[0::2], parts[1::2]))
+    assert list(helps) == list(SCRIPTS), list(helps)
+    for script, text in helps.items():
+        assert text.strip().startswith("usage:"), (script, text[:200])
+        assert "--out" in text and "--seed" in text and "--no-progress" in text, script
