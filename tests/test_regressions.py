@@ -75,3 +75,35 @@ def test_phase_nan_reaches_only_covered_outputs(shape, bad, method):
     expected = np.asarray(jax.lax.conv_transpose(x, w, s, pads, dimension_numbers=dn,
                                                  transpose_kernel=True))
     np.testing.assert_array_equal(~np.isfinite(y), ~np.isfinite(expected))
+
+
+# Found by tests/sharding_check.py: inside jax.shard_map, "vjp" (auto's forward on GPU
+# and TPU) and the gradients of "phase" and "auto" failed to trace: the pullback's zero
+# primal did not vary over the mesh axes that x or w vary over, so the cotangent x did
+# not type-check ("unexpected JAX type ... for argument to VJP function"). A one-device
+# mesh is enough to show it; tests/test_sharding.py checks values on eight.
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("sharded", ["x", "w"])
+def test_shard_map_forward_and_gradients(method, sharded):
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
+
+    mesh = Mesh(np.array(jax.devices()[:1]), ("d",))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 5, 3)).astype(np.float32)     # NWC
+    w = rng.standard_normal((3, 4, 3)).astype(np.float32)     # WIO
+    specs = (P("d"), P()) if sharded == "x" else (P(), P(None, "d"))
+    out = P("d") if sharded == "x" else P(None, None, "d")
+
+    def f(x, w):
+        return jax_tconv.conv_transpose(x, w, strides=2, padding=1, method=method)
+
+    def loss(x, w):
+        return jnp.sum(jnp.sin(f(x, w)))
+
+    y = jax.jit(jax.shard_map(f, mesh=mesh, in_specs=specs, out_specs=out))(x, w)
+    grads = jax.jit(jax.shard_map(jax.grad(loss, argnums=(0, 1)), mesh=mesh, in_specs=specs,
+                                  out_specs=specs))(x, w)
+    np.testing.assert_allclose(y, f(x, w), rtol=1e-5, atol=1e-5)
+    for got, want in zip(grads, jax.grad(loss, argnums=(0, 1))(x, w)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
