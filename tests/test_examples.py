@@ -26,7 +26,8 @@ pytest.importorskip("tqdm", reason="the examples extra (tqdm) is not installed")
 import matplotlib.image  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SCRIPTS = ("textbook", "functional_transforms", "dcgan_digits", "segmentation", "checkerboard")
+SCRIPTS = ("textbook", "functional_transforms", "dcgan_digits", "segmentation", "checkerboard",
+           "sharded_training")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -39,6 +40,9 @@ RUNS = {
     "segmentation": ["--size", "13", "--train", "32", "--test", "8", "--steps", "2",
                      "--width", "4", "--panels", "2"],
     "checkerboard": ["--samples", "4", "--steps", "2", "--width", "8"],
+    # Size 26 as by default (26 -> 13 -> 7 -> 4); see docs/examples.md on sizes 12 and 16.
+    "sharded_training": ["--steps", "3", "--train", "16", "--batch", "8", "--size", "26",
+                         "--width", "4", "--x64"],
 }
 
 
@@ -164,6 +168,22 @@ def test_checkerboard(runs):
         "nyquist_init"]
     assert report["SubPixelConv k3 + icnr"]["nyquist_init"] < 1e-6   # ICNR: exactly none
     check_png(tmp_path / "checkerboard.png", min_side=200)
+
+
+def test_sharded_training(runs):
+    out, tmp_path = result(runs, "sharded_training")
+    assert out.startswith("8 devices: cpu")            # the script forced 8 virtual devices
+    report = read_json(tmp_path / "sharded_training.json")
+    assert report["devices"] == 8 and report["dtype"] == "float64"
+    runs_ = report["runs"]
+    assert runs_["1 device"]["shard_shape"] == [8, 26, 26, 1]
+    assert runs_["data-parallel, mesh (8,)"]["shard_shape"] == [1, 26, 26, 1]
+    assert runs_["data x space, mesh (4, 2)"]["shard_shape"] == [2, 13, 26, 1]
+    for name in ("data-parallel, mesh (8,)", "data x space, mesh (4, 2)"):
+        # float64: only the order of the sums differs from the single-device run.
+        assert runs_[name]["max_loss_diff"] < 1e-10, runs_[name]
+        assert runs_[name]["max_weight_diff"] < 1e-10, runs_[name]
+    check_png(tmp_path / "sharded_training.png", min_side=200)
 
 
 def test_help():
