@@ -69,7 +69,7 @@ def transpose_by_matmul(x, w, spec: Spec):
     example[n_axis_y] = 1
     c = _matrix("conv_transpose", w, tuple(example), cspec, sparse=False)
     batch = x.shape[n_axis_x]
-    rows = jnp.moveaxis(x, n_axis_x, 0).reshape(batch, -1)  # each row: one example's vec(x)
+    rows = jnp.moveaxis(x, n_axis_x, 0).reshape(batch, c.shape[0])  # each: one example's vec(x)
     y = lax.dot_general(rows, c, (((1,), (0,)), ((), ())), precision=spec.precision,
                         preferred_element_type=spec.preferred_element_type)
     del example[n_axis_y]
