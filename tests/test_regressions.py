@@ -107,3 +107,34 @@ def test_shard_map_forward_and_gradients(method, sharded):
     np.testing.assert_allclose(y, f(x, w), rtol=1e-5, atol=1e-5)
     for got, want in zip(grads, jax.grad(loss, argnums=(0, 1))(x, w)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+# Found by hostile-input probing: an empty batch (N = 0) crashed "matmul" and "phase"
+# (fused form, per-tap kernel gradient), and zero input channels crashed "phase", with a
+# ZeroDivisionError from a reshape to -1 of an empty array; the other methods return the
+# empty (or all-zero) result that the sum over no terms is.
+EMPTY = [  # (x shape, w shape (kernel spec ...IO), strides, padding)
+    ((0, 4, 4, 4), (4, 4, 2, 4), 2, 1),        # N = 0, fused phase
+    ((0, 4, 4, 4), (2, 2, 2, 4), 2, 0),        # N = 0, per-tap kernel gradient
+    ((0, 2, 2, 2, 2), (2, 2, 2, 3, 2), 2, 0),  # N = 0, 3-D
+    ((1, 4, 4, 0), (4, 4, 2, 0), 2, 1),        # C_in = 0: y is all zeros
+    ((2, 3, 0), (3, 2, 0), 3, 0),              # C_in = 0, 1-D
+]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("x_shape,w_shape,s,p", EMPTY)
+def test_empty_batch_or_channels(x_shape, w_shape, s, p, method):
+    x, w = jnp.ones(x_shape), jnp.ones(w_shape)
+    nd = len(x_shape) - 2
+    o = tuple((i - 1) * s - 2 * p + k for i, k in zip(x_shape[1:-1], w_shape[:nd]))
+    expected = (x_shape[0], *o, w_shape[-2])
+
+    def f(x, w):
+        return jax_tconv.conv_transpose(x, w, strides=s, padding=p, method=method)
+
+    y = f(x, w)
+    assert y.shape == expected and not np.asarray(y).any()
+    dx, dw = jax.grad(lambda x, w: jnp.sum(f(x, w) ** 2), argnums=(0, 1))(x, w)
+    assert dx.shape == x.shape and dw.shape == w.shape
+    assert not np.asarray(dw).any()
