@@ -240,6 +240,23 @@ def _check_dtypes(fn: str, x, w) -> None:
         )
 
 
+def _check_preferred(fn: str, preferred_element_type, dtype) -> None:
+    """lax's rule: the same kind (floating or complex) as x and at least as wide."""
+    if preferred_element_type is None:
+        return
+    kind = jnp.complexfloating if jnp.issubdtype(dtype, jnp.complexfloating) else jnp.floating
+    try:
+        pet = jnp.dtype(preferred_element_type)
+    except TypeError:
+        pet = None
+    if pet is None or not jnp.issubdtype(pet, kind) or pet.itemsize < dtype.itemsize:
+        raise TypeError(
+            f"{fn}: preferred_element_type must be a {kind.__name__} dtype at least as wide "
+            f"as x's {dtype} (it sets the accumulation and output dtype), got "
+            f"{preferred_element_type!r}."
+        )
+
+
 def _groups(fn: str, groups: Any, channels: dict[str, int]) -> int:
     g = _int(fn, "groups", groups)
     if g < 1:
@@ -288,6 +305,7 @@ def transpose_spec(fn, x, w, *, strides, padding, output_padding, output_shape, 
                    groups, dimension_numbers, precision, preferred_element_type) -> Spec:
     """Normalise the arguments of `conv_transpose` (see the module docstring)."""
     _check_dtypes(fn, x, w)
+    _check_preferred(fn, preferred_element_type, x.dtype)
     dn = _dimension_numbers(fn, dimension_numbers, x.ndim, w.ndim)
     n = x.ndim - 2
     s = _ints(fn, "strides", strides, n, minimum=1)
