@@ -138,3 +138,28 @@ def test_empty_batch_or_channels(x_shape, w_shape, s, p, method):
     dx, dw = jax.grad(lambda x, w: jnp.sum(f(x, w) ** 2), argnums=(0, 1))(x, w)
     assert dx.shape == x.shape and dw.shape == w.shape
     assert not np.asarray(dw).any()
+
+
+# Found by hostile-input probing: preferred_element_type was passed on unchecked. An
+# integer one made "vjp" return float0 garbage and "matmul" an int32 result, a narrower
+# one (float16 from float32) was honoured by two methods and a lax TypeError elsewhere.
+BAD_PREFERRED = [jnp.int32, jnp.float16, jnp.bfloat16, jnp.complex64, "nonsense"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("pet", BAD_PREFERRED, ids=str)
+def test_preferred_element_type_is_validated(pet, method):
+    x, w = jnp.ones((1, 4, 4, 4)), jnp.ones((3, 3, 2, 4))
+    with pytest.raises(TypeError, match=r"^conv_transpose: preferred_element_type must be"):
+        jax_tconv.conv_transpose(x, w, method=method, preferred_element_type=pet)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_preferred_element_type_wider_or_equal_is_accepted(method):
+    x, w = jnp.ones((1, 4, 4, 4), jnp.bfloat16), jnp.ones((3, 3, 2, 4), jnp.bfloat16)
+    for pet in (jnp.bfloat16, jnp.float32, "float32"):
+        y = jax_tconv.conv_transpose(x, w, method=method, preferred_element_type=pet)
+        assert y.dtype == jnp.dtype(pet)
+    z = jnp.ones((1, 4, 4, 4), jnp.complex64), jnp.ones((3, 3, 2, 4), jnp.complex64)
+    assert jax_tconv.conv_transpose(*z, method=method,
+                                    preferred_element_type=jnp.complex64).dtype == jnp.complex64
