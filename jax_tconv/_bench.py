@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import os
 import pathlib
@@ -251,6 +252,31 @@ def format_table(rows) -> str:
     return "\n".join(lines)
 
 
+def auto_table(rows) -> str:
+    """Per layer: "auto" against the anchor, lax and the fastest method, forward and fwd+bwd."""
+    by = {(r["layer"], r["mode"], r["name"]): r for r in rows if not r["note"]}
+    lines = ["| layer | fwd: auto / anchor | fwd: lax / auto | fwd: fastest method (auto / it) "
+             "| fwd+bwd: auto / anchor | fwd+bwd: lax / auto | fwd+bwd: fastest (auto / it) "
+             "| temp MiB fwd+bwd: auto / lax |", "|---|" + "---:|" * 7]
+    for layer in dict.fromkeys(r["layer"] for r in rows):
+        cells = []
+        for mode in ("fwd", "fwd+bwd"):
+            auto = by.get((layer, mode, "auto"))
+            if auto is None:
+                cells += ["", "", ""]
+                continue
+            best = min((by[(layer, mode, m)] for m in _api.METHODS if (layer, mode, m) in by),
+                       key=lambda r: r["ms"])
+            cells += [f"{auto['vs_anchor']:.2f}", f"{auto['lax_speedup']:.1f}x",
+                      f"{best['name']} ({auto['ms'] / best['ms']:.2f})"]
+        fb = by.get((layer, "fwd+bwd", "auto"), {})
+        fl = by.get((layer, "fwd+bwd", "lax"), {})
+        cells.append(f"{fb.get('temp', float('nan')) / 2**20:.2f} / "
+                     f"{fl.get('temp', float('nan')) / 2**20:.2f}")
+        lines.append(f"| {layer} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def summary(rows) -> str:
     """Geometric means of the ratios per contestant and mode."""
     out = []
@@ -294,7 +320,10 @@ def _write(rows, text, out_dir, rounds, dtype, with_torch, print_fn):
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "bench.md"
     md.write_text(f"Machine: {machine()}; dtype {jnp.dtype(dtype).name}; {rounds} rounds; "
-                  f"torch {'on' if with_torch else 'off'}.\n\n{text}\n\n```\n{summary(rows)}\n```\n")
+                  f"torch {'on' if with_torch else 'off'}.\n\n{auto_table(rows)}\n\n"
+                  f"```\n{summary(rows)}\n```\n\nAll rows:\n\n{text}\n")
+    (out_dir / "bench.json").write_text(json.dumps(rows, indent=1))
+    print_fn(auto_table(rows))
     print_fn(summary(rows))
     print_fn(f"wrote {md}")
     try:

@@ -40,6 +40,8 @@ def test_bench_runs_every_contestant_and_writes_reports(tmp_path):
         assert np.isclose(r["gflops"], 2 * macs / (r["ms"] * 1e6))
     text = (tmp_path / "bench.md").read_text()
     assert "| tiny 2d | fwd | phase |" in text and "geomean" in text
+    assert "| tiny 2d | " in _bench.auto_table(rows)
+    assert (tmp_path / "bench.json").exists()
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
