@@ -155,7 +155,7 @@ def layouts(nd):
 @st.composite
 def channels(draw):
     """(batch, C_in, C_out, groups): plain, grouped, or depthwise (groups == C_in)."""
-    batch = draw(st.integers(1, 2))
+    batch = draw(st.integers(1, 2) | st.just(0))    # an empty batch now and then
     kind = draw(st.sampled_from(["plain", "grouped", "depthwise"]))
     if kind == "plain":
         return batch, draw(st.integers(1, 3)), draw(st.integers(1, 3)), 1
@@ -361,7 +361,7 @@ BREAKS = [
     "wrong_length", "bad_pair", "bad_padding_string", "dtype_mismatch", "integer_dtype",
     "rank_mismatch", "rank_too_low", "channel_mismatch", "malformed_dimension_numbers",
     "dimension_numbers_not_strings", "full_output_shape_disagrees", "output_shape_wrong_length",
-    "zero_size", "unknown_method",
+    "zero_size", "unknown_method", "bad_preferred_element_type",
 ]
 
 
@@ -503,6 +503,9 @@ def invalid_calls(draw):
             w = w.take(np.array([], int), axis=cfg.specs[1].index(cfg.letters[j]))
     elif brk == "unknown_method":
         method = draw(st.sampled_from(["fft", "AUTO", "", None, 0]))
+    elif brk == "bad_preferred_element_type":
+        kw["preferred_element_type"] = draw(st.sampled_from(
+            [jnp.int32, jnp.float16, jnp.bfloat16, jnp.complex64, np.bool_, "nonsense", 3]))
     return brk, method, x, w, kw
 
 
