@@ -113,16 +113,23 @@ def main(argv=None) -> dict:
     p.add_argument("--tolerance", type=float, default=None,
                    help="largest |loss difference| reported as equal (default: 1e-4 in "
                         "float32, 1e-10 with --x64)")
+    p.add_argument("--gspmd", action="store_true",
+                   help="partition with GSPMD instead of JAX's default Shardy (see the docs: "
+                        "Shardy gets the 'space' run wrong when deeper levels split unevenly)")
     p.add_argument("--x64", action="store_true",
                    help="train in float64, where reordered sums differ by ~1e-16, not ~1e-7")
     args = _common.parse(p, argv)
     clock = _common.Clock()
     if args.x64:
         jax.config.update("jax_enable_x64", True)
+    if args.gspmd:
+        jax.config.update("jax_use_shardy_partitioner", False)
 
     devices = jax.devices()
     n = len(devices)
-    print(f"{n} devices: {devices[0].platform} ({os.environ.get('XLA_FLAGS', '')})")
+    partitioner = "Shardy" if jax.config.jax_use_shardy_partitioner else "GSPMD"
+    print(f"{n} devices: {devices[0].platform} ({os.environ.get('XLA_FLAGS', '')}), "
+          f"{partitioner} partitioner")
     if args.batch % n:
         p.error(f"--batch {args.batch} must be a multiple of the {n} devices")
     tolerance = args.tolerance if args.tolerance is not None else (1e-10 if args.x64 else 1e-4)
@@ -169,7 +176,8 @@ def main(argv=None) -> dict:
     paths = [draw(args.out / "sharded_training.png", curves, title),
              _common.write_json(args.out / "sharded_training.json",
                                 {"devices": n, "steps": args.steps, "dtype": np.dtype(dtype).name,
-                                 "runs": report, "tolerance": tolerance})]
+                                 "partitioner": partitioner, "runs": report,
+                                 "tolerance": tolerance})]
     _common.written(paths)
     clock.done("sharded_training")
     return report

@@ -40,7 +40,7 @@ RUNS = {
     "segmentation": ["--size", "13", "--train", "32", "--test", "8", "--steps", "2",
                      "--width", "4", "--panels", "2"],
     "checkerboard": ["--samples", "4", "--steps", "2", "--width", "8"],
-    # Size 26 as by default (26 -> 13 -> 7 -> 4); see docs/examples.md on sizes 12 and 16.
+    # Size 26 as by default (26 -> 13 -> 7 -> 4), with JAX's default partitioner (Shardy).
     "sharded_training": ["--steps", "3", "--train", "16", "--batch", "8", "--size", "26",
                          "--width", "4", "--x64"],
 }
@@ -74,10 +74,10 @@ def runs(request, tmp_path_factory):
     wanted = {item.originalname.removeprefix("test_") for item in request.session.items
               if item.module is request.module}
     started = {}
-    for script, args in RUNS.items():
-        if script in wanted:
-            out = tmp_path_factory.mktemp(script)
-            started[script] = (start(script, "--out", str(out), "--no-progress", *args), out)
+    for name, args in RUNS.items():
+        if name in wanted:
+            out = tmp_path_factory.mktemp(name)
+            started[name] = (start(name, "--out", str(out), "--no-progress", *args), out)
     yield started
     for proc, _ in started.values():
         if proc.poll() is None:
@@ -179,10 +179,10 @@ def test_sharded_training(runs):
     assert runs_["1 device"]["shard_shape"] == [8, 26, 26, 1]
     assert runs_["data-parallel, mesh (8,)"]["shard_shape"] == [1, 26, 26, 1]
     assert runs_["data x space, mesh (4, 2)"]["shard_shape"] == [2, 13, 26, 1]
-    for name in ("data-parallel, mesh (8,)", "data x space, mesh (4, 2)"):
+    for run in ("data-parallel, mesh (8,)", "data x space, mesh (4, 2)"):
         # float64: only the order of the sums differs from the single-device run.
-        assert runs_[name]["max_loss_diff"] < 1e-10, runs_[name]
-        assert runs_[name]["max_weight_diff"] < 1e-10, runs_[name]
+        assert runs_[run]["max_loss_diff"] < 1e-10, runs_[run]
+        assert runs_[run]["max_weight_diff"] < 1e-10, runs_[run]
     check_png(tmp_path / "sharded_training.png", min_side=200)
 
 
