@@ -32,8 +32,9 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT,
                    help="folder for the PNG pictures and the reports (created if missing)")
     p.add_argument("--seed", type=int, default=0, help="random seed (data and initialisation)")
+    p.set_defaults(progress=True)     # before the flag, which must not show a default
     p.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="hide the progress bars")
+                   default=argparse.SUPPRESS, help="hide the progress bars")
     return p
 
 
