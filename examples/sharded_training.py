@@ -17,7 +17,8 @@ run in another order); the script prints the largest difference and the final
 weight difference. On CPU the devices are virtual: the script sets
 ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` before JAX is imported
 (unless XLA_FLAGS already asks for a count), so the same code runs on 8 real
-accelerators unchanged. Nothing here is faster on a 2-core CPU; it shows
+accelerators unchanged; on a machine with a single accelerator it uses the
+virtual CPU devices. Nothing here is faster on a 2-core CPU; it shows
 that the program is right.
 
     python examples/sharded_training.py
@@ -42,11 +43,12 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 from segmentation import UNet, make_shapes  # noqa: E402
 
 
-def train(model, params, x, y, batches, *, lr, mesh=None, data_spec=None, progress, desc):
+def train(model, params, x, y, batches, *, lr, device, mesh=None, data_spec=None, progress,
+          desc):
     """Run one step per row of `batches` (indices); return the losses and the final weights.
 
-    Without `mesh`, everything lives on the first device. With it, the images and
-    labels are sharded by `data_spec` and the weights (and Adam state) replicated.
+    Without `mesh`, everything lives on `device`. With it, the images and labels
+    are sharded by `data_spec` and the weights (and Adam state) replicated.
     """
     opt = optax.adam(lr)
 
@@ -60,7 +62,7 @@ def train(model, params, x, y, batches, *, lr, mesh=None, data_spec=None, progre
         return optax.apply_updates(params, updates), opt_state, value
 
     if mesh is None:
-        x_place = y_place = w_place = jax.devices()[0]
+        x_place = y_place = w_place = device
         step = jax.jit(step)
     else:
         w_place = NamedSharding(mesh, P())                       # replicated
@@ -126,6 +128,8 @@ def main(argv=None) -> dict:
         jax.config.update("jax_use_shardy_partitioner", False)
 
     devices = jax.devices()
+    if len(devices) < 2:              # one accelerator: use the 8 virtual CPU devices instead
+        devices = jax.devices("cpu")
     n = len(devices)
     partitioner = "Shardy" if jax.config.jax_use_shardy_partitioner else "GSPMD"
     print(f"{n} devices: {devices[0].platform} ({os.environ.get('XLA_FLAGS', '')}), "
@@ -155,8 +159,8 @@ def main(argv=None) -> dict:
     for name, kwargs in runs.items():
         timer = _common.Clock()
         curves[name], weights[name], shard = train(
-            model, params, x, y, batches, lr=args.lr, progress=args.progress, desc=name,
-            **kwargs)
+            model, params, x, y, batches, lr=args.lr, device=devices[0], progress=args.progress,
+            desc=name, **kwargs)
         report[name] = {"seconds": round(timer.seconds(), 1), "shard_shape": list(shard)}
         print(f"{name:<32s} per-device input shard {tuple(shard)}, {timer.seconds():.1f} s")
 
