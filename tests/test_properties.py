@@ -155,7 +155,7 @@ def layouts(nd):
 @st.composite
 def channels(draw):
     """(batch, C_in, C_out, groups): plain, grouped, or depthwise (groups == C_in)."""
-    batch = draw(st.integers(1, 2) | st.just(0))    # an empty batch now and then
+    batch = draw(st.sampled_from([1, 2] * 5 + [0]))   # an empty batch one time in 11
     kind = draw(st.sampled_from(["plain", "grouped", "depthwise"]))
     if kind == "plain":
         return batch, draw(st.integers(1, 3)), draw(st.integers(1, 3)), 1
