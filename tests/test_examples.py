@@ -72,7 +72,7 @@ def runs(request, tmp_path_factory):
     Returns ``{script: (process, out folder)}``; each test waits for its own.
     """
     wanted = {item.originalname.removeprefix("test_") for item in request.session.items
-              if item.module is request.module}
+              if getattr(item, "module", None) is request.module}
     started = {}
     for name, args in RUNS.items():
         if name in wanted:
