@@ -27,7 +27,7 @@ def expected_output(block):
 
 
 def test_the_doc_has_its_sections():
-    assert len(BLOCKS) >= 5
+    assert len(BLOCKS) >= 3  # the sharding examples live in the README (tests/test_readme.py)
     for title in ("Property-based tests", "PyTorch golden files", "Numerics", "NaN and Inf",
                   "Sharding", "Export"):
         assert f"## {title}" in DOC.read_text() or f"### {title}" in DOC.read_text(), title
