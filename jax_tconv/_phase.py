@@ -21,8 +21,8 @@ Three ways to run the phases, chosen per configuration (`Plan.form`):
 - fused: one convolution with ``s^n * C_out`` output channels; shorter
   sub-kernels are zero-filled to the longest, and each phase's outputs are cut
   out of the common output grid at their own offset (possible when
-  ``d / gcd(s, d) == 1``; used while at most `FUSED_MAX_WASTE` of the taps are
-  zero-filled, e.g. never for k3 s2, always when k is a multiple of s);
+  ``d / gcd(s, d) == 1``; used only while no tap is zero-filled
+  (`FUSED_MAX_WASTE`), i.e. when k is a multiple of s: never for k3 s2);
 - separate: one exact convolution per phase (any ``d``; no zero taps at all).
 
 Neither form inserts zeros into the input: every convolution here has stride 1
