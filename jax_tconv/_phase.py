@@ -101,7 +101,7 @@ def plan(spec: Spec) -> Plan:
 FUSED_MAX_WASTE = 0.0
 #: Small inputs with many channels (DCGAN's first layers) run as products-then-sums:
 #: at most this many input positions per example, at least this many channels per group.
-PRODUCTS_MAX_INPUT = 64
+PRODUCTS_MAX_INPUT = 16
 PRODUCTS_MIN_CHANNELS = 128
 
 
