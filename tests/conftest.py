@@ -23,3 +23,8 @@ settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True
 settings.register_profile("long", max_examples=500, deadline=None,
                           suppress_health_check=_SLOW_OK, print_blob=True)
 settings.load_profile(os.environ.get("JAX_TCONV_HYPOTHESIS_PROFILE", "ci"))
+
+
+# Scripts that live beside the tests (fixture writers, subprocess helpers) are not test
+# modules; --doctest-modules would import them, and the fixture writers need torch.
+collect_ignore = ["make_torch_fixtures.py", "make_golden.py", "crash_hunt.py", "sharding_check.py"]
