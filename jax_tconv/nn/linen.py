@@ -37,7 +37,41 @@ class _Layer(nn.Module):
         return len(_common.kernel_size_tuple(type(self).__name__, self.kernel_size))
 
 
-class ConvTranspose(_Layer):
+class _Upsampling(_Layer):
+    """The arguments that set a transposed convolution's output size, shared by
+    ConvTranspose and ResizeConv, and their check at construction."""
+
+    features: int
+    kernel_size: Sequence[int]
+    strides: int | Sequence[int] = 1
+    padding: Any = 0
+    output_padding: int | Sequence[int] = 0
+    dilation: int | Sequence[int] = 1
+    groups: int = 1
+    use_bias: bool = True
+    kernel_init: Initializer = _common.conv_kernel_init
+    bias_init: Initializer = _common.bias_init
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    precision: Any = None
+
+    def __post_init__(self):
+        self._config()
+        super().__post_init__()
+
+    def _options(self) -> dict:
+        """The subclass's own argument for `transpose_config` (method or resize_method)."""
+        raise NotImplementedError
+
+    def _config(self, in_features=None) -> _common.TransposeConfig:
+        return _common.transpose_config(
+            type(self).__name__, features=self.features, kernel_size=self.kernel_size,
+            strides=self.strides, padding=self.padding, output_padding=self.output_padding,
+            dilation=self.dilation, groups=self.groups, precision=self.precision,
+            dtype=self.dtype, in_features=in_features, **self._options())
+
+
+class ConvTranspose(_Upsampling):
     """Transposed convolution with PyTorch's semantics (`jax_tconv.conv_transpose`) as a layer.
 
     Per spatial dimension the output size is
@@ -70,31 +104,11 @@ class ConvTranspose(_Layer):
       (1, 17, 17, 3)
     """
 
-    features: int
-    kernel_size: Sequence[int]
-    strides: int | Sequence[int] = 1
-    padding: Any = 0
-    output_padding: int | Sequence[int] = 0
-    dilation: int | Sequence[int] = 1
-    groups: int = 1
-    use_bias: bool = True
     kernel_init: Initializer = _common.transpose_kernel_init
-    bias_init: Initializer = _common.bias_init
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    precision: Any = None
     method: str = "auto"
 
-    def __post_init__(self):
-        self._config()
-        super().__post_init__()
-
-    def _config(self, in_features=None) -> _common.TransposeConfig:
-        return _common.transpose_config(
-            type(self).__name__, features=self.features, kernel_size=self.kernel_size,
-            strides=self.strides, padding=self.padding, output_padding=self.output_padding,
-            dilation=self.dilation, groups=self.groups, precision=self.precision,
-            dtype=self.dtype, method=self.method, in_features=in_features)
+    def _options(self) -> dict:
+        return dict(method=self.method)
 
     @nn.compact
     def __call__(self, x, *, output_shape=None):
@@ -115,7 +129,7 @@ class ConvTranspose(_Layer):
         return _common.conv_transpose_layer(config, x, kernel, bias, output_shape=output_shape)
 
 
-class ResizeConv(_Layer):
+class ResizeConv(_Upsampling):
     """Resize by the strides, then an ordinary convolution: checkerboard-free upsampling.
 
     Odena, Dumoulin & Olah, "Deconvolution and Checkerboard Artifacts" (Distill,
@@ -143,31 +157,11 @@ class ResizeConv(_Layer):
       (1, 16, 16, 3)
     """
 
-    features: int
-    kernel_size: Sequence[int]
-    strides: int | Sequence[int] = 1
-    padding: Any = 0
-    output_padding: int | Sequence[int] = 0
-    dilation: int | Sequence[int] = 1
-    groups: int = 1
-    use_bias: bool = True
     kernel_init: Initializer = _common.conv_kernel_init
-    bias_init: Initializer = _common.bias_init
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    precision: Any = None
     resize_method: str = "nearest"
 
-    def __post_init__(self):
-        self._config()
-        super().__post_init__()
-
-    def _config(self, in_features=None) -> _common.TransposeConfig:
-        return _common.transpose_config(
-            type(self).__name__, features=self.features, kernel_size=self.kernel_size,
-            strides=self.strides, padding=self.padding, output_padding=self.output_padding,
-            dilation=self.dilation, groups=self.groups, precision=self.precision,
-            dtype=self.dtype, resize_method=self.resize_method, in_features=in_features)
+    def _options(self) -> dict:
+        return dict(resize_method=self.resize_method)
 
     @nn.compact
     def __call__(self, x, *, output_shape=None):
