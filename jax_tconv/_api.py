@@ -1,22 +1,30 @@
-"""`conv_transpose`: validate once, then dispatch to one formulation."""
+"""`conv_transpose`: validate once into a `Spec`, then run one formulation on it."""
 
 from __future__ import annotations
 
-import functools
-import inspect
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from jax_tconv import _checks
+from jax_tconv._checks import METHODS
 from jax_tconv._dilated import transpose_by_dilation
 from jax_tconv._matmul import transpose_by_matmul
 from jax_tconv._phase import fast_kernel_gradient, transpose_by_phase
 from jax_tconv._phase import plan as phase_plan
 from jax_tconv._spec import Spec, transpose_spec
 from jax_tconv._vjp import adjoint_derivatives, transpose_by_vjp
+from jax_tconv.typing import (
+    ArrayLike,
+    DimensionNumbers,
+    DTypeLike,
+    IntOrSequence,
+    Padding,
+    Precision,
+)
 
-#: The formulations `method=` accepts besides "auto", in a stable order.
-METHODS = ("vjp", "matmul", "dilated", "phase")
+__all__ = ["METHODS", "AutoChoice", "apply", "auto_method", "conv_transpose"]
 
 # Each formulation is jitted with the spec static: eager calls reuse one
 # compiled program per configuration, and inside a user's jit it inlines.
@@ -36,36 +44,87 @@ _AUTO_FORWARDS = {
 }
 
 
-def auto_method(spec: Spec, *, backend: str | None = None) -> str:
-    """The formulation whose forward pass "auto" runs for `spec` on `backend`.
+class AutoChoice(NamedTuple):
+    """What ``method="auto"`` runs for one configuration, and why."""
 
-    The decision table, from ``python -m jax_tconv bench`` (README: Performance):
+    method: str
+    reason: str
 
-    - XLA:CPU, 3 or more spatial dims: "phase" (XLA:CPU's input-dilated 3-D
-      convolution, behind "vjp", "dilated" and lax.conv_transpose, is ~40x slower).
-    - XLA:CPU, small inputs with many channels (the phase plan's "products"
-      form, e.g. DCGAN's first layer): "phase", one matrix product.
-    - XLA:CPU, other 1-D and 2-D layers: "dilated" (XLA folds the zero
-      insertion into its convolution).
-    - Other backends: "vjp" (XLA lowers it to the accelerator library's
-      backward-data convolution, cuDNN's on GPU). Not yet measured here.
 
-    Whatever the forward, "auto" differentiates like "phase": the input
-    gradient is the forward conv C itself, the kernel gradient C's kernel VJP
-    or the per-tap phase products, whichever `fast_kernel_gradient` picks
-    (`adjoint_derivatives`); the fastest gradients measured on CPU.
-    """
+def _auto(spec: Spec, backend: str | None = None) -> AutoChoice:
+    """The decision table (measured with ``python -m jax_tconv bench``; docs/performance.md)."""
     backend = backend or jax.default_backend()
     if backend == "cpu":
-        if spec.num_spatial >= 3 or phase_plan(spec).form == "products":
-            return "phase"
-        return "dilated"
-    return "vjp"
+        if spec.num_spatial >= 3:
+            return AutoChoice("phase", "XLA:CPU runs input-dilated 3-D convolutions (behind "
+                                       "'vjp' and 'dilated') about 40x slower than the phase "
+                                       "decomposition's stride-1 convolutions")
+        if phase_plan(spec).form == "products":
+            return AutoChoice("phase", "a small input with many channels: the phase "
+                                       "decomposition is one matrix product")
+        return AutoChoice("dilated", "XLA:CPU folds the zero insertion into its 1-D/2-D "
+                                     "convolution")
+    return AutoChoice("vjp", f"on {backend}, XLA lowers the VJP to the accelerator library's "
+                             f"backward-data convolution (not yet measured here)")
 
 
-def conv_transpose(x, w, *, strides=1, padding=0, output_padding=0, output_shape=None,
-                   dilation=1, groups=1, dimension_numbers=None, method="auto",
-                   precision=None, preferred_element_type=None):
+def auto_method(x: ArrayLike, w: ArrayLike, *, strides: IntOrSequence = 1,
+                padding: Padding = 0, output_padding: IntOrSequence = 0,
+                output_shape: tuple[int, ...] | None = None, dilation: IntOrSequence = 1,
+                groups: int = 1, dimension_numbers: DimensionNumbers = None,
+                precision: Precision = None, preferred_element_type: DTypeLike | None = None,
+                backend: str | None = None) -> AutoChoice:
+    """What ``conv_transpose(x, w, ..., method="auto")`` runs, and why.
+
+    Takes `conv_transpose`'s arguments (arrays or `jax.ShapeDtypeStruct`s:
+    only shapes and dtypes are read) and the backend (default: JAX's default).
+    Whatever the forward, "auto" differentiates like "phase": the input
+    gradient is the forward convolution itself and the kernel gradient its
+    kernel VJP or the per-tap phase products; neither multiplies an inserted zero.
+
+    Returns:
+      ``AutoChoice(method, reason)``: the formulation's name (one of `METHODS`)
+      and one sentence on why.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jax_tconv
+      >>> x = jax.ShapeDtypeStruct((1, 8, 8, 8, 16), jnp.float32)
+      >>> w = jax.ShapeDtypeStruct((4, 4, 4, 8, 16), jnp.float32)
+      >>> jax_tconv.auto_method(x, w, strides=2, padding=1, backend="cpu").method
+      'phase'
+    """
+    spec = transpose_spec(
+        "auto_method", _shaped(x), _shaped(w), strides=strides, padding=padding,
+        output_padding=output_padding, output_shape=output_shape, dilation=dilation,
+        groups=groups, dimension_numbers=dimension_numbers, precision=precision,
+        preferred_element_type=preferred_element_type)
+    return _auto(spec, backend)
+
+
+def _shaped(a):
+    return a if isinstance(a, jax.ShapeDtypeStruct) else jnp.asarray(a)
+
+
+def apply(method: str, x: jax.Array, w: jax.Array, spec: Spec) -> jax.Array:
+    """Run a checked `method` on a spec built for these arrays (no validation here)."""
+    if method == "auto":
+        return _AUTO_FORWARDS[_auto(spec).method](x, w, spec)
+    return _FORMULATIONS[method](x, w, spec)
+
+
+def transpose(fn: str, method: str, x: ArrayLike, w: ArrayLike, **options) -> jax.Array:
+    """Check `method`, build the one `Spec` (errors name `fn`), and run it."""
+    _checks.method(fn, method)
+    x, w = jnp.asarray(x), jnp.asarray(w)
+    return apply(method, x, w, transpose_spec(fn, x, w, **options))
+
+
+def conv_transpose(x: ArrayLike, w: ArrayLike, *, strides: IntOrSequence = 1,
+                   padding: Padding = 0, output_padding: IntOrSequence = 0,
+                   output_shape: tuple[int, ...] | None = None, dilation: IntOrSequence = 1,
+                   groups: int = 1, dimension_numbers: DimensionNumbers = None,
+                   method: str = "auto", precision: Precision = None,
+                   preferred_element_type: DTypeLike | None = None) -> jax.Array:
     """Transposed convolution ``y = Cᵀ x``, where ``C = conv(·, w, ...)``.
 
     Exactly the VJP of `conv` with respect to its input (PyTorch's and Keras's
@@ -84,8 +143,9 @@ def conv_transpose(x, w, *, strides=1, padding=0, output_padding=0, output_shape
       strides, dilation: an int or one int per spatial dimension.
       padding: the forward conv's padding: an int, one int per spatial
         dimension, one ``(lo, hi)`` pair per spatial dimension, ``'VALID'``, or
-        ``'SAME'`` (the adjoint of the forward SAME: ``o = i * s`` unless
-        `output_shape` picks another size with ``ceil(o / s) == i``).
+        ``'SAME'`` (strings in any case, as in lax; SAME is the adjoint of the
+        forward SAME: ``o = i * s`` unless `output_shape` picks another size
+        with ``ceil(o / s) == i``).
       output_padding: extra size at the high end, ``0 <= op < max(s, d)``.
       output_shape: the output's spatial sizes (or full shape) instead of
         `output_padding`; giving a non-zero `output_padding` too is an error.
@@ -93,7 +153,7 @@ def conv_transpose(x, w, *, strides=1, padding=0, output_padding=0, output_shape
       dimension_numbers: as in `lax.conv_general_dilated`; default
         ``('NWC', 'WIO', 'NWC')``, ``('NHWC', 'HWIO', 'NHWC')``, ... by rank.
         The result is laid out by the input (lhs) spec.
-      method: "auto" or one of `METHODS`.
+      method: "auto" or one of `METHODS` (`auto_method` says what "auto" runs).
       precision, preferred_element_type: passed to lax.
 
     Returns:
@@ -111,55 +171,7 @@ def conv_transpose(x, w, *, strides=1, padding=0, output_padding=0, output_shape
       ...                          strides=2, padding=1).shape
       (1, 8, 8, 3)
     """
-    return _dispatch("conv_transpose", method, x, w, strides=strides, padding=padding,
+    return transpose("conv_transpose", method, x, w, strides=strides, padding=padding,
                      output_padding=output_padding, output_shape=output_shape,
                      dilation=dilation, groups=groups, dimension_numbers=dimension_numbers,
                      precision=precision, preferred_element_type=preferred_element_type)
-
-
-def _dispatch(fn, method, x, w, **kwargs):
-    if not isinstance(method, str) or (method != "auto" and method not in METHODS):
-        raise ValueError(
-            f"{fn}: unknown method {method!r}; choose 'auto' or one of {', '.join(map(repr, METHODS))}."
-        )
-    x, w = jnp.asarray(x), jnp.asarray(w)
-    spec = transpose_spec(fn, x, w, **kwargs)
-    if method == "auto":
-        return _AUTO_FORWARDS[auto_method(spec)](x, w, spec)
-    return _FORMULATIONS[method](x, w, spec)
-
-
-def _formulation(method: str, summary: str):
-    """The public function for one formulation: `conv_transpose` without `method`."""
-    params = inspect.signature(conv_transpose).parameters
-    signature = inspect.Signature([p for name, p in params.items() if name != "method"])
-    name = f"conv_transpose_{method}"
-
-    @functools.wraps(conv_transpose)
-    def fn(*args, **kwargs):
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        return _dispatch(name, method, **bound.arguments)
-
-    fn.__name__ = fn.__qualname__ = name
-    fn.__signature__ = signature
-    fn.__doc__ = f"{summary}\n\nSame contract as `conv_transpose` with ``method={method!r}``."
-    del fn.__wrapped__
-    return fn
-
-
-conv_transpose_vjp = _formulation(
-    "vjp", "Transposed convolution as `jax.vjp` of `conv` with respect to its input.")
-conv_transpose_matmul = _formulation(
-    "matmul",
-    "Transposed convolution as ``Cᵀ @ vec(x)`` with the dense `conv_matrix` C.\n\n"
-    "Builds C per example (refusing, with a ValueError, above `MATMUL_MAX_BYTES`).\n"
-    "Every output is a sum over *all* inputs, so one NaN or Inf input makes every\n"
-    "output of its example NaN (0 * NaN), unlike the convolution methods.")
-conv_transpose_dilated = _formulation(
-    "dilated", "Transposed convolution as a stride-1 conv of the zero-dilated input with "
-    "the flipped kernel.")
-conv_transpose_phase = _formulation(
-    "phase", "Transposed convolution by phase (sub-pixel) decomposition: stride-1 convs of "
-    "the undilated input\nwith the s**n sub-kernels, interleaved; no multiply by an "
-    "inserted zero.")

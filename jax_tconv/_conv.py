@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
 from jax_tconv._spec import ConvSpec, conv_spec
+from jax_tconv.typing import (
+    ArrayLike,
+    DimensionNumbers,
+    DTypeLike,
+    IntOrSequence,
+    Padding,
+    Precision,
+)
 
 
-def conv(x, w, *, strides=1, padding=0, dilation=1, groups=1, dimension_numbers=None,
-         precision=None, preferred_element_type=None):
+def conv(x: ArrayLike, w: ArrayLike, *, strides: IntOrSequence = 1, padding: Padding = 0,
+         dilation: IntOrSequence = 1, groups: int = 1,
+         dimension_numbers: DimensionNumbers = None, precision: Precision = None,
+         preferred_element_type: DTypeLike | None = None) -> jax.Array:
     """The forward convolution `C` that `conv_transpose` transposes.
 
     A thin, validated front end to `lax.conv_general_dilated` with the argument
@@ -21,7 +32,7 @@ def conv(x, w, *, strides=1, padding=0, dilation=1, groups=1, dimension_numbers=
       w: kernel, ``(*k, C_in // groups, C_out)`` by default (kernel spec ``...IO``).
       strides, dilation: an int or one int per spatial dimension.
       padding: an int, one int per spatial dimension, one ``(lo, hi)`` pair per
-        spatial dimension, ``'VALID'`` or ``'SAME'`` (lax's SAME).
+        spatial dimension, ``'VALID'`` or ``'SAME'`` (lax's SAME; any case).
       groups: feature groups; divides ``C_in`` and ``C_out``.
       dimension_numbers: as in `lax.conv_general_dilated`; default channels-last.
       precision, preferred_element_type: passed to lax.
@@ -42,7 +53,7 @@ def conv(x, w, *, strides=1, padding=0, dilation=1, groups=1, dimension_numbers=
     return apply_conv(x, w, spec)
 
 
-def apply_conv(x, w, spec: ConvSpec):
+def apply_conv(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
     return lax.conv_general_dilated(
         x, w, spec.strides, spec.padding, rhs_dilation=spec.dilation,
         dimension_numbers=spec.dn, feature_group_count=spec.groups,

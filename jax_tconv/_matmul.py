@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -19,13 +20,16 @@ from jax import lax
 from jax.experimental import sparse as jsparse
 
 from jax_tconv._spec import ConvSpec, Spec, conv_spec
+from jax_tconv.typing import ArrayLike, DimensionNumbers, IntOrSequence, Padding
 
 #: Largest dense convolution matrix, in bytes, that "matmul" will build (256 MiB).
 MATMUL_MAX_BYTES = 1 << 28
 
 
-def conv_matrix(w, input_shape, *, strides=1, padding=0, dilation=1, groups=1,
-                dimension_numbers=None, sparse=False):
+def conv_matrix(w: ArrayLike, input_shape: Sequence[int], *, strides: IntOrSequence = 1,
+                padding: Padding = 0, dilation: IntOrSequence = 1, groups: int = 1,
+                dimension_numbers: DimensionNumbers = None,
+                sparse: bool = False) -> jax.Array | jsparse.BCOO:
     """The matrix `C` of the forward `conv` on inputs of shape `input_shape`.
 
     ``conv(x, w, ...).reshape(-1) == conv_matrix(w, x.shape, ...) @ x.reshape(-1)``:

@@ -44,8 +44,8 @@ import numpy as np
 from jax import lax
 
 from jax_tconv._layout import transposed_kernel
-from jax_tconv._vjp import adjoint_derivatives, conv_kernel_gradient
 from jax_tconv._spec import Spec
+from jax_tconv._vjp import adjoint_derivatives, conv_kernel_gradient
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +177,7 @@ def kernel_gradient(g, x, spec: Spec):
     # (prod(k), groups, C_out_g, C_in_g) -> (*k, C_out_g, C_in) -> the user's kernel layout
     dw = jnp.stack(taps).transpose(0, 2, 1, 3).reshape(*spec.kernel_size, -1, x.shape[dn.out_spec[1]])
     rhs = dn.rhs_spec
-    return jnp.transpose(dw, np.argsort((*rhs[2:], rhs[1], rhs[0])))
+    return jnp.transpose(dw, _inverse((*rhs[2:], rhs[1], rhs[0])))
 
 
 def _tap_offsets(dp: DimPlan, k, d, lo):
@@ -324,7 +324,7 @@ def _products(x, w, spec: Spec, p: Plan):
     y = y.transpose(n, *(v for j in range(n) for v in (n + 1 + j, j)), 2 * n + 1)
     y = y.reshape(y.shape[0], *(dp.n * dp.s for dp in p.dims), y.shape[-1])
     y = y[(slice(None), *(slice(0, dp.o) for dp in p.dims))]
-    return jnp.transpose(y, np.argsort((dn.lhs_spec[0], *dn.lhs_spec[2:], dn.lhs_spec[1])))
+    return jnp.transpose(y, _inverse((dn.lhs_spec[0], *dn.lhs_spec[2:], dn.lhs_spec[1])))
 
 
 def _result_dtype(x, spec: Spec):
@@ -376,3 +376,8 @@ def _depth_to_space(y, spec: Spec, p: Plan, *, channel_order):
     for axis, dp in zip(sp_axes, p.dims):
         crop[axis] = slice(0, dp.o)
     return y[tuple(crop)]
+
+
+def _inverse(perm) -> tuple[int, ...]:
+    """The inverse permutation: ``jnp.transpose(a, perm)`` undone."""
+    return tuple(int(v) for v in np.argsort(perm))

@@ -19,13 +19,13 @@ PyTorch ``ConvTranspose`` docs)::
 from __future__ import annotations
 
 import dataclasses
-import operator
 from collections.abc import Sequence
 from typing import Any
 
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
+
+from jax_tconv import _checks
 
 Pairs = tuple[tuple[int, int], ...]
 
@@ -111,34 +111,12 @@ class ConvSpec:
 
 
 # ----------------------------------------------------------------------------
-# Small validators. Each raises one message naming the function and argument.
+# Validators of the geometry. Each raises one message naming the function and argument.
 
 
-def _int(fn: str, name: str, value: Any) -> int:
-    if isinstance(value, bool | np.bool_):
-        raise TypeError(f"{fn}: {name} must be an int, got the bool {value!r}.")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(
-            f"{fn}: {name} must be an int, got {value!r} of type {type(value).__name__}."
-        ) from None
-
-
-def _ints(fn: str, name: str, value: Any, n: int, *, minimum: int) -> tuple[int, ...]:
-    """An int, or one int per spatial dimension, each >= minimum."""
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        if len(value) != n:
-            raise ValueError(
-                f"{fn}: {name} must be an int or a sequence of {n} ints (one per "
-                f"spatial dimension), got {value!r} of length {len(value)}."
-            )
-        out = tuple(_int(fn, name, v) for v in value)
-    else:
-        out = (_int(fn, name, value),) * n
-    if any(v < minimum for v in out):
-        raise ValueError(f"{fn}: {name} must be >= {minimum} in every dimension, got {value!r}.")
-    return out
+def _pairs(pads) -> Pairs:
+    """lax's padding lists as a hashable tuple of ``(lo, hi)`` int pairs."""
+    return tuple((int(lo), int(hi)) for lo, hi in pads)
 
 
 def _padding_pairs(fn: str, padding: Any, n: int, *, negative_ok: bool = False) -> Pairs | str:
@@ -147,7 +125,8 @@ def _padding_pairs(fn: str, padding: Any, n: int, *, negative_ok: bool = False) 
         mode = padding.upper()
         if mode not in ("SAME", "VALID"):
             raise ValueError(
-                f"{fn}: padding string must be 'SAME' or 'VALID', got {padding!r}."
+                f"{fn}: padding string must be 'SAME' or 'VALID' (any case, as in lax), "
+                f"got {padding!r}."
             )
         return mode
     if isinstance(padding, Sequence):
@@ -163,13 +142,14 @@ def _padding_pairs(fn: str, padding: Any, n: int, *, negative_ok: bool = False) 
                     raise ValueError(
                         f"{fn}: each padding pair must be (lo, hi), got {p!r} in {padding!r}."
                     )
-                pairs.append((_int(fn, "padding", p[0]), _int(fn, "padding", p[1])))
+                pairs.append((_checks.as_int(fn, "padding", p[0]),
+                              _checks.as_int(fn, "padding", p[1])))
             else:
-                v = _int(fn, "padding", p)
+                v = _checks.as_int(fn, "padding", p)
                 pairs.append((v, v))
         out = tuple(pairs)
     else:
-        v = _int(fn, "padding", padding)
+        v = _checks.as_int(fn, "padding", padding)
         out = ((v, v),) * n
     if not negative_ok and any(v < 0 for pair in out for v in pair):
         raise ValueError(f"{fn}: padding must be >= 0, got {padding!r}.")
@@ -227,16 +207,19 @@ def _dimension_numbers(fn: str, dimension_numbers: Any, x_ndim: int, w_ndim: int
 
 
 def _check_dtypes(fn: str, x, w) -> None:
-    if x.dtype != w.dtype:
+    """x and w: one floating-point or complex dtype (lax's rule; no silent promotion)."""
+    both = f"x.dtype={x.dtype} and w.dtype={w.dtype}"
+    if not (jnp.issubdtype(x.dtype, jnp.inexact) and jnp.issubdtype(w.dtype, jnp.inexact)):
         raise TypeError(
-            f"{fn}: x and w must have the same dtype, got x.dtype={x.dtype} and "
-            f"w.dtype={w.dtype}; cast one, e.g. w.astype(x.dtype). Use "
-            f"preferred_element_type to choose the accumulation/output dtype."
+            f"{fn}: x and w must be floating point or complex, got {both}; cast the "
+            f"integer one(s) to a float dtype, e.g. x.astype(jnp.float32)."
         )
-    if not jnp.issubdtype(x.dtype, jnp.inexact):
+    if x.dtype != w.dtype:
+        common = jnp.promote_types(x.dtype, w.dtype).name
         raise TypeError(
-            f"{fn}: x and w must be floating point or complex, got {x.dtype}; "
-            f"cast them, e.g. x.astype(jnp.float32)."
+            f"{fn}: x and w must have the same dtype, got {both}; cast both to one, e.g. "
+            f"x.astype(jnp.{common}) and w.astype(jnp.{common}). Use preferred_element_type "
+            f"to choose the accumulation/output dtype."
         )
 
 
@@ -257,14 +240,21 @@ def _check_preferred(fn: str, preferred_element_type, dtype) -> None:
         )
 
 
-def _groups(fn: str, groups: Any, channels: dict[str, int]) -> int:
-    g = _int(fn, "groups", groups)
-    if g < 1:
-        raise ValueError(f"{fn}: groups must be >= 1, got {g}.")
-    for what, c in channels.items():
-        if c % g:
-            raise ValueError(f"{fn}: groups={g} must divide {what}, but {c} is not divisible by {g}.")
-    return g
+def _layout_hint(dimension_numbers, n: int, *, transpose: bool) -> str:
+    """How to fix a channel mismatch that comes from a layout mix-up."""
+    if n > 3:
+        return " Check w's layout against dimension_numbers."
+    sp = "DHW"[3 - n:]
+    torch_dn = (f"NC{sp}", f"OI{sp}", f"NC{sp}")
+    given = (f"dimension_numbers={tuple(dimension_numbers)!r}" if dimension_numbers is not None
+             else f"the default layout {default_dimension_numbers(n)!r}")
+    what = "ConvTranspose" if transpose else "Conv"
+    hint = (f" The arrays were read with {given}. If x is channels-first (PyTorch's layout) "
+            f"and w a PyTorch {what}{n}d weight, pass dimension_numbers={torch_dn!r}")
+    if transpose:
+        hint += ("; for channels-last x, convert a PyTorch weight with "
+                 "jax_tconv.interop.from_torch(weight, bias)['kernel']")
+    return hint + "."
 
 
 # ----------------------------------------------------------------------------
@@ -277,21 +267,24 @@ def conv_spec(fn, x, w, *, strides, padding, dilation, groups, dimension_numbers
     _check_dtypes(fn, x, w)
     dn = _dimension_numbers(fn, dimension_numbers, x.ndim, w.ndim)
     n = x.ndim - 2
-    s = _ints(fn, "strides", strides, n, minimum=1)
-    d = _ints(fn, "dilation", dilation, n, minimum=1)
-    c_in, i_per_group, c_out = x.shape[dn.lhs_spec[1]], w.shape[dn.rhs_spec[1]], w.shape[dn.rhs_spec[0]]
-    g = _groups(fn, groups, {"the kernel's output channels (O)": c_out})
+    s = _checks.ints(fn, "strides", strides, n, minimum=1)
+    d = _checks.ints(fn, "dilation", dilation, n, minimum=1)
+    c_in = x.shape[dn.lhs_spec[1]]
+    i_per_group, c_out = w.shape[dn.rhs_spec[1]], w.shape[dn.rhs_spec[0]]
+    g = _checks.groups(fn, groups, {"the kernel's output channels (O)": c_out})
     if c_in != i_per_group * g:
         raise ValueError(
-            f"{fn}: x has {c_in} input channels but w expects {i_per_group} per group "
-            f"x groups={g} = {i_per_group * g}; check w's layout against dimension_numbers."
+            f"{fn}: x has {c_in} input channels (axis {dn.lhs_spec[1]} of x.shape="
+            f"{tuple(x.shape)}) but w expects {i_per_group} per group (axis {dn.rhs_spec[1]} "
+            f"of w.shape={tuple(w.shape)}) x groups={g} = {i_per_group * g}."
+            + _layout_hint(dimension_numbers, n, transpose=False)
         )
     size = tuple(x.shape[a] for a in dn.lhs_spec[2:])
     k = tuple(w.shape[a] for a in dn.rhs_spec[2:])
     pad = _padding_pairs(fn, padding, n, negative_ok=True)  # as lax: negative crops
     eff_k = tuple(dj * (kj - 1) + 1 for dj, kj in zip(d, k))
     if isinstance(pad, str):
-        pad = tuple(map(tuple, lax.padtype_to_pads(size, eff_k, s, pad)))
+        pad = _pairs(lax.padtype_to_pads(size, eff_k, s, pad))
     for j, (ij, (lo, hi), kj) in enumerate(zip(size, pad, eff_k)):
         if ij + lo + hi < kj:
             raise ValueError(
@@ -301,32 +294,47 @@ def conv_spec(fn, x, w, *, strides, padding, dilation, groups, dimension_numbers
     return ConvSpec(dn, s, pad, d, g, precision, preferred_element_type)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Geometry:
+    """Per spatial dimension: input i, kernel k, stride s, dilation d (all tuples)."""
+
+    i: tuple[int, ...]
+    k: tuple[int, ...]
+    s: tuple[int, ...]
+    d: tuple[int, ...]
+
+    @property
+    def reach(self) -> tuple[int, ...]:
+        """The dilated kernel's extent, ``d*(k - 1) + 1``."""
+        return tuple(dj * (kj - 1) + 1 for dj, kj in zip(self.d, self.k))
+
+    def natural(self, pad: Pairs) -> tuple[int, ...]:
+        """The output size before output padding, ``(i - 1)*s - lo - hi + d*(k - 1) + 1``."""
+        return tuple((ij - 1) * sj - lo - hi + rj
+                     for ij, sj, (lo, hi), rj in zip(self.i, self.s, pad, self.reach))
+
+
 def transpose_spec(fn, x, w, *, strides, padding, output_padding, output_shape, dilation,
                    groups, dimension_numbers, precision, preferred_element_type) -> Spec:
-    """Normalise the arguments of `conv_transpose` (see the module docstring)."""
+    """Normalise the arguments of `conv_transpose` (see the module docstring).
+
+    Steps: dtypes; layout; channels and groups; the per-dimension geometry;
+    the target size (`output_shape`, if given); padding (SAME/VALID resolved
+    against the target); output padding (from the target, if given); the
+    output size rules; the output shape.
+    """
     _check_dtypes(fn, x, w)
     _check_preferred(fn, preferred_element_type, x.dtype)
     dn = _dimension_numbers(fn, dimension_numbers, x.ndim, w.ndim)
     n = x.ndim - 2
-    s = _ints(fn, "strides", strides, n, minimum=1)
-    d = _ints(fn, "dilation", dilation, n, minimum=1)
-    op = _ints(fn, "output_padding", output_padding, n, minimum=0)
-
-    batch, c_in = x.shape[dn.out_spec[0]], x.shape[dn.out_spec[1]]
-    w_o, w_i = w.shape[dn.rhs_spec[0]], w.shape[dn.rhs_spec[1]]
-    if w_o != c_in:
-        raise ValueError(
-            f"{fn}: x has {c_in} channels but w's 'O' axis (the forward conv's output "
-            f"channels, i.e. conv_transpose's input channels) has size {w_o}; w.shape="
-            f"{tuple(w.shape)} read with kernel spec {dimension_numbers or default_dimension_numbers(n)!r}."
-        )
-    g = _groups(fn, groups, {"the input channels": c_in})
-    c_out = w_i * g
-    i = tuple(x.shape[a] for a in dn.out_spec[2:])
-    k = tuple(w.shape[a] for a in dn.rhs_spec[2:])
-    if min(i + k) < 1:
-        raise ValueError(f"{fn}: spatial sizes must be >= 1, got input {i} and kernel {k}.")
-
+    batch, c_in, c_out, g = _transpose_channels(fn, x, w, dn, groups, dimension_numbers)
+    geo = _Geometry(i=tuple(x.shape[a] for a in dn.out_spec[2:]),
+                    k=tuple(w.shape[a] for a in dn.rhs_spec[2:]),
+                    s=_checks.ints(fn, "strides", strides, n, minimum=1),
+                    d=_checks.ints(fn, "dilation", dilation, n, minimum=1))
+    op = _checks.ints(fn, "output_padding", output_padding, n, minimum=0)
+    if min(geo.i + geo.k) < 1:
+        raise ValueError(f"{fn}: spatial sizes must be >= 1, got input {geo.i} and kernel {geo.k}.")
     target = None
     if output_shape is not None:
         if any(op):
@@ -335,44 +343,78 @@ def transpose_spec(fn, x, w, *, strides, padding, output_padding, output_shape, 
                 f"output_padding={output_padding!r} and output_shape={output_shape!r})."
             )
         target = _output_shape(fn, output_shape, n, dn, batch, c_out)
-
-    pad = _padding_pairs(fn, padding, n)
-    if pad == "SAME":
+    given = _padding_pairs(fn, padding, n)
+    if given == "SAME":
         if any(op):
             raise ValueError(
                 f"{fn}: padding='SAME' fixes the output size at input * stride; pass "
                 f"output_shape instead of output_padding={output_padding!r} to pick "
                 f"another size."
             )
-        if target is None:
-            target = tuple(ij * sj for ij, sj in zip(i, s))
-        # The forward conv's SAME padding for an input of the target size.
-        eff_k = tuple(dj * (kj - 1) + 1 for dj, kj in zip(d, k))
-        for j, (oj, ij, sj) in enumerate(zip(target, i, s)):
-            if -(-oj // sj) != ij:
-                raise ValueError(
-                    f"{fn}: with padding='SAME' the output size in dimension {j} must "
-                    f"satisfy ceil(o / stride) == input size, i.e. {(ij - 1) * sj + 1} <= o "
-                    f"<= {ij * sj}; got output_shape {oj} for input {ij} and stride {sj}."
-                )
-        pad = tuple(map(tuple, lax.padtype_to_pads(target, eff_k, s, "SAME")))
-    elif pad == "VALID":
+        target = target or tuple(ij * sj for ij, sj in zip(geo.i, geo.s))
+        pad = _same_padding(fn, geo, target)
+    elif isinstance(given, str):  # 'VALID'
         pad = ((0, 0),) * n
-
-    natural = tuple(
-        (ij - 1) * sj - lo - hi + dj * (kj - 1) + 1
-        for ij, sj, (lo, hi), dj, kj in zip(i, s, pad, d, k)
-    )
+    else:
+        pad = given
     if target is not None:
-        op = tuple(t - nat for t, nat in zip(target, natural))
-        for j, (t, nat, sj, dj) in enumerate(zip(target, natural, s, d)):
-            if not 0 <= t - nat < max(sj, dj):
-                raise ValueError(
-                    f"{fn}: output_shape is unreachable in spatial dimension {j}: got "
-                    f"{t}, but input {i[j]}, kernel {k[j]}, stride {sj}, dilation {dj} and "
-                    f"padding {pad[j]} reach only sizes {nat} to {nat + max(sj, dj) - 1}."
-                )
-    for j, (opj, sj, dj) in enumerate(zip(op, s, d)):
+        op = _output_padding_for(fn, geo, pad, target)
+    o = _output_size(fn, geo, pad, op)
+
+    out_shape = [0] * x.ndim
+    out_shape[dn.lhs_spec[0]], out_shape[dn.lhs_spec[1]] = batch, c_out
+    for a, oj in zip(dn.lhs_spec[2:], o):
+        out_shape[a] = oj
+    return Spec(dn, tuple(x.shape), tuple(w.shape), tuple(out_shape), geo.s, pad, op, geo.d, g,
+                precision, preferred_element_type)
+
+
+def _transpose_channels(fn, x, w, dn, groups, dimension_numbers):
+    """``(batch, C_in, C_out, groups)``; x's channels must be w's 'O' axis."""
+    batch, c_in = x.shape[dn.out_spec[0]], x.shape[dn.out_spec[1]]
+    w_o, w_i = w.shape[dn.rhs_spec[0]], w.shape[dn.rhs_spec[1]]
+    n = x.ndim - 2
+    if w_o != c_in:
+        raise ValueError(
+            f"{fn}: x has {c_in} channels (axis {dn.out_spec[1]} of x.shape="
+            f"{tuple(x.shape)}) but w's 'O' axis (axis {dn.rhs_spec[0]} of w.shape="
+            f"{tuple(w.shape)}: the forward conv's output channels, i.e. conv_transpose's "
+            f"input channels) has size {w_o}."
+            + _layout_hint(dimension_numbers, n, transpose=True)
+        )
+    g = _checks.groups(fn, groups, {"the input channels": c_in})
+    return batch, c_in, w_i * g, g
+
+
+def _same_padding(fn, geo: _Geometry, target) -> Pairs:
+    """The forward conv's SAME padding for an input of the target size."""
+    for j, (oj, ij, sj) in enumerate(zip(target, geo.i, geo.s)):
+        if -(-oj // sj) != ij:
+            raise ValueError(
+                f"{fn}: with padding='SAME' the output size in dimension {j} must "
+                f"satisfy ceil(o / stride) == input size, i.e. {(ij - 1) * sj + 1} <= o "
+                f"<= {ij * sj}; got output_shape {oj} for input {ij} and stride {sj}."
+            )
+    return _pairs(lax.padtype_to_pads(target, geo.reach, geo.s, "SAME"))
+
+
+def _output_padding_for(fn, geo: _Geometry, pad: Pairs, target) -> tuple[int, ...]:
+    """The output padding that reaches `target`; refused when none in range does."""
+    natural = geo.natural(pad)
+    for j, (t, nat, sj, dj) in enumerate(zip(target, natural, geo.s, geo.d)):
+        if not 0 <= t - nat < max(sj, dj):
+            raise ValueError(
+                f"{fn}: output_shape is unreachable in spatial dimension {j}: got "
+                f"{t}, but input {geo.i[j]}, kernel {geo.k[j]}, stride {sj}, dilation {dj} "
+                f"and padding {pad[j]} reach only sizes {nat} to {nat + max(sj, dj) - 1}."
+            )
+    return tuple(t - nat for t, nat in zip(target, natural))
+
+
+def _output_size(fn, geo: _Geometry, pad: Pairs, op) -> tuple[int, ...]:
+    """``o = natural + op``, with PyTorch's rules: ``op < max(s, d)`` and ``o >= 1``."""
+    natural = geo.natural(pad)
+    for j, (opj, sj, dj) in enumerate(zip(op, geo.s, geo.d)):
         if opj >= max(sj, dj):
             raise ValueError(
                 f"{fn}: output_padding must be smaller than max(stride, dilation) in each "
@@ -381,7 +423,7 @@ def transpose_spec(fn, x, w, *, strides, padding, output_padding, output_shape, 
             )
     for j, nat in enumerate(natural):
         if nat + op[j] < 1:  # PyTorch's rule: output_padding counts towards o >= 1
-            (lo, hi), ij, sj, dj, kj = pad[j], i[j], s[j], d[j], k[j]
+            (lo, hi), ij, sj, dj, kj = pad[j], geo.i[j], geo.s[j], geo.d[j], geo.k[j]
             plus_op = f" + {op[j]}" if op[j] else ""
             raise ValueError(
                 f"{fn}: padding {pad[j]} is too large in spatial dimension {j}: the output "
@@ -389,24 +431,17 @@ def transpose_spec(fn, x, w, *, strides, padding, output_padding, output_shape, 
                 f"({ij} - 1)*{sj} - {lo} - {hi} + {dj}*({kj} - 1) + 1{plus_op} would be "
                 f"{nat + op[j]}; reduce padding."
             )
-    o = tuple(nat + opj for nat, opj in zip(natural, op))
-
-    out_shape = [0] * x.ndim
-    out_shape[dn.lhs_spec[0]], out_shape[dn.lhs_spec[1]] = batch, c_out
-    for a, oj in zip(dn.lhs_spec[2:], o):
-        out_shape[a] = oj
-    return Spec(dn, tuple(x.shape), tuple(w.shape), tuple(out_shape), s, pad, op, d, g,
-                precision, preferred_element_type)
+    return tuple(nat + opj for nat, opj in zip(natural, op))
 
 
 def _output_shape(fn, output_shape, n, dn, batch, c_out) -> tuple[int, ...]:
     """Spatial sizes from `output_shape`: n spatial sizes, or the full output shape."""
-    if not isinstance(output_shape, Sequence) or len(output_shape) not in (n, n + 2):
+    if not _checks.is_sequence(output_shape) or len(output_shape) not in (n, n + 2):
         raise ValueError(
             f"{fn}: output_shape must be a sequence of {n} spatial sizes or the full "
             f"{n + 2}-dim output shape, got {output_shape!r}."
         )
-    shape = tuple(_int(fn, "output_shape", v) for v in output_shape)
+    shape = tuple(_checks.as_int(fn, "output_shape", v) for v in output_shape)
     if len(shape) == n:
         return shape
     if shape[dn.lhs_spec[0]] != batch or shape[dn.lhs_spec[1]] != c_out:

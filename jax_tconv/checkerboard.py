@@ -9,18 +9,27 @@ gives every output the same number.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jax_tconv._api import conv_transpose
-from jax_tconv.nn import _common
+from jax_tconv import _checks
+from jax_tconv._api import apply
+from jax_tconv._resize import resize_conv
+from jax_tconv._spec import transpose_spec
+from jax_tconv.typing import IntOrSequence, Padding
+
+__all__ = ["overlap_map"]
 
 _KINDS = ("transpose", "resize")
 
 
-def overlap_map(kernel_size, strides, *, dilation=1, padding=0, output_padding=0,
-                input_shape, kind="transpose"):
+def overlap_map(kernel_size: Sequence[int], strides: IntOrSequence, *,
+                dilation: IntOrSequence = 1, padding: Padding = 0,
+                output_padding: IntOrSequence = 0, input_shape: Sequence[int],
+                kind: str = "transpose") -> np.ndarray:
     """Number of contributions to each output of a ConvTranspose or ResizeConv.
 
     A contribution is one (input element, kernel tap) pair. For the transposed
@@ -56,23 +65,22 @@ def overlap_map(kernel_size, strides, *, dilation=1, padding=0, output_padding=0
     fn = "overlap_map"
     if kind not in _KINDS:
         raise ValueError(f"{fn}: kind must be one of {_KINDS}, got {kind!r}.")
-    k = _common.kernel_size_tuple(fn, kernel_size)
+    k = _checks.kernel_size(fn, kernel_size)
     n = len(k)
-    if not isinstance(input_shape, tuple | list) or len(input_shape) != n:
+    if not _checks.is_sequence(input_shape) or len(input_shape) != n:
         raise ValueError(
             f"{fn}: input_shape must hold {n} spatial sizes (len(kernel_size) = {n}), "
             f"got {input_shape!r}."
         )
-    i = tuple(_common.positive_int(fn, "input_shape", v) for v in input_shape)
-    config = _common.transpose_config(
-        fn, features=1, in_features=1, kernel_size=k, strides=strides, padding=padding,
-        output_padding=output_padding, dilation=dilation, groups=1,
-        precision=lax.Precision.HIGHEST,
-        dtype=jnp.float32, resize_method=None if kind == "transpose" else "nearest")
+    i = tuple(_checks.positive_int(fn, "input_shape", v) for v in input_shape)
     x = jnp.ones((1, *i, 1), jnp.float32)
     w = jnp.ones((*k, 1, 1), jnp.float32)
+    spec = transpose_spec(fn, x, w, strides=strides, padding=padding,
+                          output_padding=output_padding, output_shape=None, dilation=dilation,
+                          groups=1, dimension_numbers=None, precision=lax.Precision.HIGHEST,
+                          preferred_element_type=None)
     if kind == "transpose":
-        y = conv_transpose(x, w, **config.transpose_kwargs())
+        y = apply("auto", x, w, spec)
     else:
-        y = _common.resize_conv_layer(config, x, w, None)
+        y = resize_conv(x, w, spec, resize_method="nearest")
     return np.rint(np.asarray(y[0, ..., 0])).astype(np.int64)

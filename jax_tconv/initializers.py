@@ -7,11 +7,14 @@ Both return Flax/JAX initializers ``init(key, shape, dtype=jnp.float32)``, for
 from __future__ import annotations
 
 import math
-import operator
-from collections.abc import Sequence
 
 import jax.numpy as jnp
 import numpy as np
+
+from jax_tconv import _checks
+from jax_tconv.typing import Initializer, IntOrSequence
+
+__all__ = ["bilinear", "icnr"]
 
 
 def _tent(k: int) -> np.ndarray:
@@ -25,7 +28,7 @@ def _tent(k: int) -> np.ndarray:
     return 1 - np.abs(np.arange(k) - c) / f
 
 
-def bilinear():
+def bilinear() -> Initializer:
     """An initializer making a stride-s `ConvTranspose` per-channel bilinear upsampling.
 
     The FCN initialization (Long, Shelhamer & Darrell, "Fully Convolutional
@@ -87,27 +90,7 @@ def bilinear():
     return init
 
 
-def _scales(scale, n: int) -> tuple[int, ...]:
-    values = tuple(scale) if isinstance(scale, Sequence) else (scale,) * n
-    if len(values) != n:
-        raise ValueError(
-            f"icnr: scale must be an int or {n} ints (one per spatial dimension of the "
-            f"kernel), got {scale!r}."
-        )
-    out = []
-    for v in values:
-        if isinstance(v, bool):
-            raise TypeError(f"icnr: scale must hold ints, got {scale!r}.")
-        try:
-            out.append(operator.index(v))
-        except TypeError:
-            raise TypeError(f"icnr: scale must hold ints, got {scale!r}.") from None
-    if min(out) < 1:
-        raise ValueError(f"icnr: scale must be >= 1 in every dimension, got {scale!r}.")
-    return tuple(out)
-
-
-def icnr(base_init, scale):
+def icnr(base_init: Initializer, scale: IntOrSequence) -> Initializer:
     """ICNR: a sub-pixel kernel whose `SubPixelConv` output starts checkerboard-free.
 
     Aitken et al., "Checkerboard artifact free sub-pixel convolution"
@@ -140,12 +123,12 @@ def icnr(base_init, scale):
     """
     if not callable(base_init):
         raise TypeError(f"icnr: base_init must be an initializer (callable), got {base_init!r}.")
-    if not isinstance(scale, Sequence):
-        _scales(scale, 1)  # type and range, early
+    if not _checks.is_sequence(scale):
+        _checks.ints("icnr", "scale", scale, 1, minimum=1)  # type and range, early
 
     def init(key, shape, dtype=jnp.float32):
         shape = tuple(shape)
-        r = _scales(scale, len(shape) - 2)
+        r = _checks.ints("icnr", "scale", scale, len(shape) - 2, minimum=1)
         big_r = math.prod(r)
         if len(shape) < 3 or shape[-1] % big_r:
             raise ValueError(

@@ -25,11 +25,16 @@ max(stride, dilation)``, ``'CIRCULAR'``) raises a ValueError.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from jax_tconv.typing import ArrayLike
 
-def from_torch(weight, bias):
+__all__ = ["from_flax", "from_torch", "load_params", "to_torch"]
+
+
+def from_torch(weight: ArrayLike, bias: ArrayLike | None) -> dict[str, np.ndarray]:
     """Module params from a PyTorch ``ConvTranspose{1,2,3}d``'s weight and bias.
 
     Args:
@@ -68,7 +73,7 @@ def from_torch(weight, bias):
     return params
 
 
-def to_torch(params):
+def to_torch(params: Any) -> dict[str, np.ndarray]:
     """PyTorch ``ConvTranspose{1,2,3}d`` state-dict arrays from module params.
 
     Args:
@@ -97,7 +102,7 @@ def to_torch(params):
     return out
 
 
-def _read(params, fn):
+def _read(params: Any, fn: str) -> tuple[np.ndarray, np.ndarray | None]:
     if isinstance(params, Mapping):
         if "kernel" not in params:
             raise ValueError(
@@ -114,7 +119,7 @@ def _read(params, fn):
     return np.asarray(kernel), None if bias is None else np.asarray(bias)
 
 
-def load_params(layer, params) -> None:
+def load_params(layer: Any, params: Any) -> None:
     """Assign ``{'kernel', 'bias'}`` arrays to an nnx layer's parameters, shapes checked.
 
     Example:
@@ -198,7 +203,8 @@ def _flax_pads(padding, k_eff, s, n) -> list[tuple[int, int]]:
     raise ValueError(f"from_flax: padding {padding!r} is not a valid Flax padding for {n}-D.")
 
 
-def from_flax(module, *, params=None, api="linen"):
+def from_flax(module: Any, *, params: Mapping[str, ArrayLike] | None = None,
+              api: str = "linen") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Arguments and params of the jax_tconv ConvTranspose equal to a Flax ConvTranspose.
 
     Args:
@@ -234,18 +240,7 @@ def from_flax(module, *, params=None, api="linen"):
     """
     if api not in ("linen", "nnx"):
         raise ValueError(f"from_flax: api must be 'linen' or 'nnx', got {api!r}.")
-    is_nnx = hasattr(module, "out_features")
-    if is_nnx:
-        if params is not None:
-            raise ValueError("from_flax: an nnx module holds its params; pass params=None.")
-        features = module.out_features
-        params = {"kernel": module.kernel[...]}
-        if module.bias is not None:
-            params["bias"] = module.bias[...]
-    else:
-        features = module.features
-        if params is None:
-            raise ValueError("from_flax: a linen module needs its variables['params'].")
+    features, params = _flax_params(module, params)
     kernel, bias = _read(params, "from_flax")
     if module.use_bias and bias is None:
         raise ValueError("from_flax: the module has use_bias=True but params hold no 'bias'.")
@@ -257,19 +252,56 @@ def from_flax(module, *, params=None, api="linen"):
     k = (module.kernel_size,) if isinstance(module.kernel_size, int) else tuple(module.kernel_size)
     n = len(k)
     s, d = _broadcast(module.strides, n), _broadcast(module.kernel_dilation, n)
+    kernel = _flax_kernel(module, kernel, n)
+    padding, output_padding = _flax_padding(module.padding, k, s, d)
+
+    kwargs: dict[str, Any] = dict(
+        kernel_size=k, strides=s, padding=padding, output_padding=output_padding, dilation=d,
+        use_bias=module.use_bias, dtype=module.dtype, param_dtype=module.param_dtype,
+        precision=module.precision)
+    if api == "linen":
+        kwargs = dict(features=features, **kwargs)
+    else:
+        kwargs = dict(in_features=kernel.shape[-1], out_features=features, **kwargs)
+    out = {"kernel": kernel}
+    if bias is not None:
+        out["bias"] = bias
+    return kwargs, out
+
+
+def _flax_params(module, params):
+    """Step 1: ``(features, params)``; an nnx module holds its params, a linen one is given them."""
+    if hasattr(module, "out_features"):  # nnx
+        if params is not None:
+            raise ValueError("from_flax: an nnx module holds its params; pass params=None.")
+        params = {"kernel": module.kernel[...]}
+        if module.bias is not None:
+            params["bias"] = module.bias[...]
+        return module.out_features, params
+    if params is None:
+        raise ValueError("from_flax: a linen module needs its variables['params'].")
+    return module.features, params
+
+
+def _flax_kernel(module, kernel: np.ndarray, n: int) -> np.ndarray:
+    """Step 2: the kernel in jax_tconv's layout ``(*k, C_out, C_in)``, mask applied."""
     if module.mask is not None:
         kernel = kernel * np.asarray(module.mask)
-    if module.transpose_kernel:  # (*k, C_out, C_in): already jax_tconv's layout
-        c_in = kernel.shape[-1]
-    else:  # (*k, C_in, C_out), correlated as is: flip and swap
+    if not module.transpose_kernel:  # (*k, C_in, C_out), correlated as is: flip and swap
         kernel = np.flip(kernel, axis=tuple(range(n))).swapaxes(-1, -2)
-        c_in = kernel.shape[-1]
-    kernel = np.ascontiguousarray(kernel)
+    return np.ascontiguousarray(kernel)
 
+
+def _flax_padding(padding, k, s, d) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
+    """Step 3: lax.conv_transpose's ``(a, b)`` as jax_tconv's padding and output padding.
+
+    With ``D = d*(k - 1)`` the padding is ``(D - a, D - b)``; a negative high
+    side becomes output padding, reachable only below ``max(stride, dilation)``.
+    """
+    n = len(k)
     k_eff = tuple(dj * (kj - 1) + 1 for kj, dj in zip(k, d))
-    padding, output_padding = [], []
-    for j, ((a, b), ke, sj, dj) in enumerate(zip(_flax_pads(module.padding, k_eff, s, n),
-                                                 k_eff, s, d)):
+    pads, output_padding = [], []
+    for j, ((a, b), ke, sj, dj) in enumerate(zip(_flax_pads(padding, k_eff, s, n), k_eff, s, d)):
         reach = ke - 1
         lo, hi = reach - a, reach - b
         op = 0
@@ -277,22 +309,11 @@ def from_flax(module, *, params=None, api="linen"):
             op, hi = -hi, 0
         if lo < 0 or op >= max(sj, dj):
             raise ValueError(
-                f"from_flax: padding {module.padding!r} gives lax.conv_transpose padding "
+                f"from_flax: padding {padding!r} gives lax.conv_transpose padding "
                 f"({a}, {b}) in spatial dimension {j}; jax_tconv reaches (a, b) only for "
                 f"a <= d*(k - 1) = {reach} and b - {reach} < max(stride, dilation) = "
                 f"{max(sj, dj)} (the extra outputs would be constant zeros plus bias)."
             )
-        padding.append((lo, hi))
+        pads.append((lo, hi))
         output_padding.append(op)
-
-    kwargs = dict(kernel_size=k, strides=s, padding=tuple(padding),
-                  output_padding=tuple(output_padding), dilation=d, use_bias=module.use_bias,
-                  dtype=module.dtype, param_dtype=module.param_dtype, precision=module.precision)
-    if api == "linen":
-        kwargs = dict(features=features, **kwargs)
-    else:
-        kwargs = dict(in_features=c_in, out_features=features, **kwargs)
-    out = {"kernel": kernel}
-    if bias is not None:
-        out["bias"] = bias
-    return kwargs, out
+    return tuple(pads), tuple(output_padding)

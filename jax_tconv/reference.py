@@ -12,8 +12,11 @@ Layout: channels first, ``x: (N, C_in, *i)``, ``w`` in PyTorch's
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
+
+from jax_tconv.typing import ArrayLike
 
 
 def _pairs(x_shape, w_shape, strides, dilation, groups):
@@ -42,7 +45,7 @@ def _window(full_shape, padding, output_padding):
     return crop, extend
 
 
-def _setup(x, w, strides, dilation):
+def _setup(x, w, strides, dilation) -> tuple[np.ndarray, np.ndarray, type, list[int]]:
     x, w = np.asarray(x), np.asarray(w)
     dtype = np.complex128 if np.iscomplexobj(x) or np.iscomplexobj(w) else np.float64
     n, _, *i = x.shape
@@ -51,7 +54,9 @@ def _setup(x, w, strides, dilation):
     return x.astype(dtype), w.astype(dtype), dtype, full
 
 
-def conv_transpose_reference(x, w, *, strides, padding, output_padding, dilation, groups=1):
+def conv_transpose_reference(x: ArrayLike, w: ArrayLike, *, strides: Sequence[int],
+                             padding: Sequence[tuple[int, int]], output_padding: Sequence[int],
+                             dilation: Sequence[int], groups: int = 1) -> np.ndarray:
     """Transposed convolution by explicit scatter, in float64 (or complex128).
 
     Input element ``x[n, c, p]`` adds ``x[n, c, p] * w[c, :, t]`` to position
@@ -71,8 +76,10 @@ def conv_transpose_reference(x, w, *, strides, padding, output_padding, dilation
     return y[(slice(None), slice(None), *crop)]
 
 
-def conv_transpose_reference_vjp(x, w, g, *, strides, padding, output_padding, dilation,
-                                 groups=1):
+def conv_transpose_reference_vjp(x: ArrayLike, w: ArrayLike, g: ArrayLike, *,
+                                 strides: Sequence[int], padding: Sequence[tuple[int, int]],
+                                 output_padding: Sequence[int], dilation: Sequence[int],
+                                 groups: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Gradients of ``sum(g * conv_transpose(x, w))`` with respect to x and w, by gather.
 
     The scatter is linear in each argument; its adjoint gathers the cotangent
@@ -83,6 +90,7 @@ def conv_transpose_reference_vjp(x, w, g, *, strides, padding, output_padding, d
     """
     x, w, dtype, full = _setup(x, w, strides, dilation)
     crop, _ = _window(full, padding, output_padding)
+    g = np.asarray(g)
     g_full = np.zeros((*g.shape[:2], *(max(f, c.stop) for f, c in zip(full, crop))), dtype)
     g_full[(slice(None), slice(None), *crop)] = np.asarray(g)
     dx, dw = np.zeros_like(x), np.zeros_like(w)

@@ -22,7 +22,7 @@ BAD = [
     # (kwargs, exception, message pattern)
     (dict(x=jnp.ones((2, 4, 6))), ValueError, r"conv_transpose: x and w must have the same rank.*x.ndim=3 and w.ndim=4"),
     (dict(x=jnp.ones((4, 6)), w=jnp.ones((3, 6))), ValueError, r"rank >= 3.*x\[None\]"),
-    (dict(w=jnp.ones((3, 3, 2, 5))), ValueError, r"x has 6 channels but w's 'O' axis.*size 5"),
+    (dict(w=jnp.ones((3, 3, 2, 5))), ValueError, r"x has 6 channels \(axis 3 of x.shape=\(2, 4, 4, 6\)\) but w's 'O' axis \(axis 3 of w.shape=\(3, 3, 2, 5\).*has size 5"),
     (dict(groups=4), ValueError, r"groups=4 must divide the input channels, but 6 is not divisible by 4"),
     (dict(groups=0), ValueError, r"groups must be >= 1, got 0"),
     (dict(strides=0), ValueError, r"strides must be >= 1 in every dimension, got 0"),
@@ -33,7 +33,7 @@ BAD = [
     (dict(dilation=0), ValueError, r"dilation must be >= 1 in every dimension, got 0"),
     (dict(padding=5), ValueError, r"padding \(5, 5\) is too large in spatial dimension 0.*= \(4 - 1\)\*1 - 5 - 5 \+ 1\*\(3 - 1\) \+ 1 would be -4; reduce padding"),
     (dict(padding=-1), ValueError, r"padding must be >= 0, got -1"),
-    (dict(padding="FULL"), ValueError, r"padding string must be 'SAME' or 'VALID', got 'FULL'"),
+    (dict(padding="FULL"), ValueError, r"padding string must be 'SAME' or 'VALID' \(any case, as in lax\), got 'FULL'"),
     (dict(padding=((1, 2, 3), 0)), ValueError, r"each padding pair must be \(lo, hi\)"),
     (dict(padding=(1, 1, 1)), ValueError, r"padding must be an int, 'SAME', 'VALID', or a sequence of 2"),
     (dict(strides=2, output_padding=2), ValueError, r"output_padding must be smaller than max\(stride, dilation\).*output_padding=2 with stride=2 and dilation=1"),
@@ -47,9 +47,12 @@ BAD = [
     (dict(dimension_numbers=("NHWC", "HWIO")), TypeError, r"dimension_numbers must be None.*tuple of three strings"),
     (dict(dimension_numbers=("NHWC", "HWOO", "NHWC")), ValueError, r"malformed dimension_numbers \('NHWC', 'HWOO', 'NHWC'\)"),
     (dict(dimension_numbers=("NCH", "OIH", "NCH")), ValueError, r"malformed dimension_numbers.*rank-4"),
-    (dict(x=jnp.ones((2, 4, 4, 6), jnp.int32), w=jnp.ones((3, 3, 2, 6), jnp.int32)), TypeError, r"must be floating point or complex, got int32; cast them"),
-    (dict(w=jnp.ones((3, 3, 2, 6), jnp.bfloat16)), TypeError, r"same dtype, got x.dtype=float32 and w.dtype=bfloat16; cast one"),
+    (dict(x=jnp.ones((2, 4, 4, 6), jnp.int32), w=jnp.ones((3, 3, 2, 6), jnp.int32)), TypeError, r"must be floating point or complex, got x.dtype=int32 and w.dtype=int32; cast the integer one\(s\) to a float dtype, e.g. x.astype\(jnp.float32\)"),
+    (dict(w=jnp.ones((3, 3, 2, 6), jnp.bfloat16)), TypeError, r"same dtype, got x.dtype=float32 and w.dtype=bfloat16; cast both to one, e.g. x.astype\(jnp.float32\) and w.astype\(jnp.float32\)"),
     (dict(x=jnp.ones((2, 0, 4, 6))), ValueError, r"spatial sizes must be >= 1"),
+    # An integer x beside a float w: the advice is a float cast, never an int one.
+    (dict(x=jnp.ones((2, 4, 4, 6), jnp.int32)), TypeError, r"got x.dtype=int32 and w.dtype=float32; cast the integer one\(s\) to a float dtype"),
+    (dict(padding="Full"), ValueError, r"any case"),
 ]
 
 
@@ -65,6 +68,40 @@ def test_unknown_method(method):
     with pytest.raises(ValueError, match=rf"conv_transpose: unknown method {method!r}; choose "
                                          r"'auto' or one of 'vjp', 'matmul', 'dilated', 'phase'"):
         call(method=method)
+
+
+# The first mistakes of a PyTorch user: NCHW input and a PyTorch weight with the default
+# (channels-last) layout. Each error names both fixes.
+TORCH_X = jnp.ones((2, 6, 4, 4))        # NCHW, C_in = 6
+TORCH_W = jnp.ones((6, 2, 3, 3))        # ConvTranspose2d.weight (C_in, C_out // groups, kH, kW)
+
+
+@pytest.mark.parametrize("x,w", [(TORCH_X, TORCH_W), (X, TORCH_W)], ids=["nchw", "torch_weight"])
+def test_layout_mistakes_name_the_fix(x, w):
+    with pytest.raises(ValueError, match=r"default layout \('NHWC', 'HWIO', 'NHWC'\).*"
+                                         r"pass dimension_numbers=\('NCHW', 'OIHW', 'NCHW'\);.*"
+                                         r"jax_tconv.interop.from_torch\(weight, bias\)\['kernel'\]"):
+        jax_tconv.conv_transpose(x, w, strides=2)
+    # ... and the fixes it names work.
+    y = jax_tconv.conv_transpose(TORCH_X, TORCH_W, strides=2,
+                                 dimension_numbers=("NCHW", "OIHW", "NCHW"))
+    kernel = jax_tconv.interop.from_torch(np.asarray(TORCH_W), None)["kernel"]
+    y_last = jax_tconv.conv_transpose(jnp.moveaxis(TORCH_X, 1, -1), kernel, strides=2)
+    np.testing.assert_allclose(jnp.moveaxis(y_last, -1, 1), y, rtol=1e-6)
+
+
+def test_conv_layout_mistake_names_the_fix():
+    # PyTorch's Conv2d: NCHW input, weight (C_out, C_in // groups, kH, kW).
+    with pytest.raises(ValueError, match=r"x has 8 input channels \(axis 3 of x.shape=\(2, 6, 8, 8\)\) but w expects 3 per "
+                                         r"group.*"
+                                         r"pass dimension_numbers=\('NCHW', 'OIHW', 'NCHW'\)"):
+        jax_tconv.conv(jnp.ones((2, 6, 8, 8)), jnp.ones((4, 6, 3, 3)))
+
+
+def test_padding_strings_are_case_insensitive():
+    for p in ("same", "Same", "valid"):
+        np.testing.assert_array_equal(call(strides=2, padding=p),
+                                      call(strides=2, padding=p.upper()))
 
 
 def test_errors_name_the_formulation_function():
@@ -87,7 +124,7 @@ def test_matmul_default_bound_on_a_large_layer():
 
 
 @pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(x=jnp.ones((1, 4, 4, 3))), ValueError, r"conv: x has 3 input channels but w expects 2 per group x groups=1"),
+    (dict(x=jnp.ones((1, 4, 4, 3))), ValueError, r"conv: x has 3 input channels \(axis 3 of x.shape=\(1, 4, 4, 3\)\) but w expects 2 per group .* x groups=1"),
     (dict(groups=4), ValueError, r"conv: groups=4 must divide the kernel's output channels \(O\), but 6"),
     (dict(padding=(-3, 0)), ValueError, r"conv: in spatial dimension 0 the padded input \(4 \+ -3 \+ -3\)"),
 ])

@@ -93,7 +93,7 @@ def test_icnr_errors():
                                          r"= 4; got \(3, 3, 5, 6\)"):
         init(jax.random.key(0), (3, 3, 5, 6))
     with pytest.raises(ValueError,
-                       match=r"icnr: scale must be an int or 2 ints .* got \(2, 2, 2\)"):
+                       match=r"icnr: scale must be an int or a sequence of 2 ints .* got \(2, 2, 2\)"):
         initializers.icnr(jax.nn.initializers.lecun_normal(), (2, 2, 2))(None, (3, 3, 1, 8))
     with pytest.raises(ValueError, match=r"icnr: scale must be >= 1 in every dimension, got 0"):
         initializers.icnr(jax.nn.initializers.lecun_normal(), 0)

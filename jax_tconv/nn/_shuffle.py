@@ -10,54 +10,23 @@ spatial position ``(h_1 * r_1 + a_1, ..., h_n * r_n + a_n)``. A PyTorch
 from __future__ import annotations
 
 import math
-import operator
-from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 
-
-def _factors(fn: str, upscale_factor, n: int | None) -> tuple[int, ...]:
-    """One positive int per spatial dimension; `n` is the rank to broadcast an int to."""
-    if isinstance(upscale_factor, Sequence) and not isinstance(upscale_factor, str):
-        values = tuple(upscale_factor)
-        if n is not None and len(values) != n:
-            raise ValueError(
-                f"{fn}: upscale_factor must be an int or {n} ints (one per spatial "
-                f"dimension), got {upscale_factor!r} of length {len(values)}."
-            )
-    else:
-        if n is None:
-            raise ValueError(
-                f"{fn}: with an int upscale_factor={upscale_factor!r} the number of "
-                f"spatial dimensions is unknown; pass num_spatial or a tuple of factors."
-            )
-        values = (upscale_factor,) * n
-    out = []
-    for v in values:
-        if isinstance(v, bool):
-            raise TypeError(f"{fn}: upscale_factor must hold ints, got {upscale_factor!r}.")
-        try:
-            out.append(operator.index(v))
-        except TypeError:
-            raise TypeError(
-                f"{fn}: upscale_factor must hold ints, got {upscale_factor!r}."
-            ) from None
-    if not out or min(out) < 1:
-        raise ValueError(
-            f"{fn}: upscale_factor must be >= 1 in every dimension, got {upscale_factor!r}."
-        )
-    return tuple(out)
+from jax_tconv import _checks
+from jax_tconv.typing import ArrayLike, IntOrSequence
 
 
-def _rank(fn: str, x, upscale_factor, num_spatial) -> tuple[int, tuple[int, ...]]:
-    if num_spatial is None and not isinstance(upscale_factor, Sequence):
+def _rank(fn: str, x, name: str, factor, num_spatial) -> tuple[int, tuple[int, ...]]:
+    if num_spatial is None and not _checks.is_sequence(factor):
         num_spatial = x.ndim - 2  # one leading batch axis
         if num_spatial < 1:
             raise ValueError(
                 f"{fn}: x of shape {x.shape} has no spatial axis after the batch and "
                 f"channel axes; pass num_spatial for unbatched input."
             )
-    r = _factors(fn, upscale_factor, num_spatial)
+    r = _checks.ints(fn, name, factor, num_spatial, minimum=1)
     if x.ndim < len(r) + 1:
         raise ValueError(
             f"{fn}: x must be (*batch, *spatial, C) with {len(r)} spatial dimension(s), "
@@ -66,7 +35,8 @@ def _rank(fn: str, x, upscale_factor, num_spatial) -> tuple[int, tuple[int, ...]
     return len(r), r
 
 
-def pixel_shuffle(x, upscale_factor, *, num_spatial=None):
+def pixel_shuffle(x: ArrayLike, upscale_factor: IntOrSequence, *,
+                  num_spatial: int | None = None) -> jax.Array:
     """Depth-to-space: ``(*B, *s, C * R) -> (*B, *(s * r), C)`` with ``R = prod(r)``.
 
     Args:
@@ -90,7 +60,7 @@ def pixel_shuffle(x, upscale_factor, *, num_spatial=None):
     """
     fn = "pixel_shuffle"
     x = jnp.asarray(x)
-    n, r = _rank(fn, x, upscale_factor, num_spatial)
+    n, r = _rank(fn, x, "upscale_factor", upscale_factor, num_spatial)
     big_r = math.prod(r)
     batch, c_r = x.shape[: x.ndim - n - 1], x.shape[-1]
     spatial = x.shape[x.ndim - n - 1 : -1]
@@ -111,7 +81,8 @@ def pixel_shuffle(x, upscale_factor, *, num_spatial=None):
     return y.reshape(*batch, *(sj * rj for sj, rj in zip(spatial, r)), c)
 
 
-def pixel_unshuffle(x, downscale_factor, *, num_spatial=None):
+def pixel_unshuffle(x: ArrayLike, downscale_factor: IntOrSequence, *,
+                    num_spatial: int | None = None) -> jax.Array:
     """Space-to-depth, the inverse of `pixel_shuffle`: ``(*B, *(s * r), C) -> (*B, *s, C * R)``.
 
     Example:
@@ -123,7 +94,7 @@ def pixel_unshuffle(x, downscale_factor, *, num_spatial=None):
     """
     fn = "pixel_unshuffle"
     x = jnp.asarray(x)
-    n, r = _rank(fn, x, downscale_factor, num_spatial)
+    n, r = _rank(fn, x, "downscale_factor", downscale_factor, num_spatial)
     batch = x.shape[: x.ndim - n - 1]
     spatial = x.shape[x.ndim - n - 1 : -1]
     c = x.shape[-1]

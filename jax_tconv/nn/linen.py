@@ -18,57 +18,51 @@ moving its first axis last and its second axis before that
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from jax_tconv.nn import _common
 from jax_tconv.nn._shuffle import pixel_shuffle
+from jax_tconv.typing import ArrayLike, DTypeLike, Initializer, IntOrSequence, Padding, Precision
 
-Initializer = Callable[..., Any]
-
-
-class _Layer(nn.Module):
-    """Shared by the three layers: the rank that `kernel_size` sets."""
-
-    def _rank(self) -> int:
-        return len(_common.kernel_size_tuple(type(self).__name__, self.kernel_size))
+__all__ = ["ConvTranspose", "PixelShuffle", "ResizeConv", "SubPixelConv"]
 
 
-class _Upsampling(_Layer):
+class _Upsampling(nn.Module):
     """The arguments that set a transposed convolution's output size, shared by
     ConvTranspose and ResizeConv, and their check at construction."""
 
     features: int
     kernel_size: Sequence[int]
-    strides: int | Sequence[int] = 1
-    padding: Any = 0
-    output_padding: int | Sequence[int] = 0
-    dilation: int | Sequence[int] = 1
+    strides: IntOrSequence = 1
+    padding: Padding = 0
+    output_padding: IntOrSequence = 0
+    dilation: IntOrSequence = 1
     groups: int = 1
     use_bias: bool = True
     kernel_init: Initializer = _common.conv_kernel_init
     bias_init: Initializer = _common.bias_init
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    precision: Any = None
+    dtype: DTypeLike | None = None
+    param_dtype: DTypeLike = jnp.float32
+    precision: Precision = None
 
     def __post_init__(self):
-        self._config()
+        _common.check_transpose(self._config())
         super().__post_init__()
 
     def _options(self) -> dict:
         """The subclass's own argument for `transpose_config` (method or resize_method)."""
         raise NotImplementedError
 
-    def _config(self, in_features=None) -> _common.TransposeConfig:
+    def _config(self) -> _common.TransposeConfig:
         return _common.transpose_config(
             type(self).__name__, features=self.features, kernel_size=self.kernel_size,
             strides=self.strides, padding=self.padding, output_padding=self.output_padding,
             dilation=self.dilation, groups=self.groups, precision=self.precision,
-            dtype=self.dtype, in_features=in_features, **self._options())
+            dtype=self.dtype, **self._options())
 
 
 class ConvTranspose(_Upsampling):
@@ -111,7 +105,8 @@ class ConvTranspose(_Upsampling):
         return dict(method=self.method)
 
     @nn.compact
-    def __call__(self, x, *, output_shape=None):
+    def __call__(self, x: ArrayLike, *,
+                 output_shape: Sequence[int] | None = None) -> jax.Array:
         """``(*batch, *i, C_in) -> (*batch, *o, features)``.
 
         Args:
@@ -119,8 +114,8 @@ class ConvTranspose(_Upsampling):
           output_shape: the output's spatial sizes (or its full shape) instead of
             `output_padding`, e.g. a U-Net skip connection's ``skip.shape``.
         """
-        config = self._config(_common.input_features(type(self).__name__, x, self._rank()))
-        c_in = jnp.shape(x)[-1]
+        config = self._config()
+        c_in = _common.input_features(config.name, x, config.num_spatial)
         kernel = self.param("kernel", self.kernel_init,
                             (*config.kernel_size, self.features // self.groups, c_in),
                             self.param_dtype)
@@ -164,10 +159,11 @@ class ResizeConv(_Upsampling):
         return dict(resize_method=self.resize_method)
 
     @nn.compact
-    def __call__(self, x, *, output_shape=None):
+    def __call__(self, x: ArrayLike, *,
+                 output_shape: Sequence[int] | None = None) -> jax.Array:
         """``(*batch, *i, C_in) -> (*batch, *o, features)``, ``o`` as `ConvTranspose`'s."""
-        config = self._config(_common.input_features(type(self).__name__, x, self._rank()))
-        c_in = jnp.shape(x)[-1]
+        config = self._config()
+        c_in = _common.input_features(config.name, x, config.num_spatial)
         kernel = self.param("kernel", self.kernel_init,
                             (*config.kernel_size, c_in // self.groups, self.features),
                             self.param_dtype)
@@ -176,7 +172,7 @@ class ResizeConv(_Upsampling):
         return _common.resize_conv_layer(config, x, kernel, bias, output_shape=output_shape)
 
 
-class SubPixelConv(_Layer):
+class SubPixelConv(nn.Module):
     """ESPCN sub-pixel convolution: conv to ``features * R`` channels, then `pixel_shuffle`.
 
     Shi et al., "Real-Time Single Image and Video Super-Resolution Using an
@@ -205,33 +201,32 @@ class SubPixelConv(_Layer):
 
     features: int
     kernel_size: Sequence[int]
-    upscale_factor: int | Sequence[int] = 2
-    padding: Any = "SAME"
-    dilation: int | Sequence[int] = 1
+    upscale_factor: IntOrSequence = 2
+    padding: Padding = "SAME"
+    dilation: IntOrSequence = 1
     groups: int = 1
     use_bias: bool = True
     kernel_init: Initializer = _common.conv_kernel_init
     bias_init: Initializer = _common.bias_init
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    precision: Any = None
+    dtype: DTypeLike | None = None
+    param_dtype: DTypeLike = jnp.float32
+    precision: Precision = None
 
     def __post_init__(self):
-        self._config()
+        _common.check_sub_pixel(self._config())
         super().__post_init__()
 
-    def _config(self, in_features=None) -> _common.SubPixelConfig:
+    def _config(self) -> _common.SubPixelConfig:
         return _common.sub_pixel_config(
             type(self).__name__, features=self.features, kernel_size=self.kernel_size,
             upscale_factor=self.upscale_factor, padding=self.padding, dilation=self.dilation,
-            groups=self.groups, precision=self.precision, dtype=self.dtype,
-            in_features=in_features)
+            groups=self.groups, precision=self.precision, dtype=self.dtype)
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x: ArrayLike) -> jax.Array:
         """``(*batch, *i, C_in) -> (*batch, *(conv_out * r), features)``."""
-        config = self._config(_common.input_features(type(self).__name__, x, self._rank()))
-        c_in = jnp.shape(x)[-1]
+        config = self._config()
+        c_in = _common.input_features(config.name, x, config.num_spatial)
         kernel = self.param("kernel", self.kernel_init,
                             (*config.kernel_size, c_in // self.groups, config.conv_features),
                             self.param_dtype)
@@ -250,9 +245,9 @@ class PixelShuffle(nn.Module):
       (8, 8, 2)
     """
 
-    upscale_factor: int | Sequence[int]
+    upscale_factor: IntOrSequence
     num_spatial: int | None = None
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x: ArrayLike) -> jax.Array:
         return pixel_shuffle(x, self.upscale_factor, num_spatial=self.num_spatial)

@@ -13,16 +13,17 @@ Every argument, the input channel count included, is checked at construction.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from jax_tconv.nn import _common
 from jax_tconv.nn._shuffle import pixel_shuffle
+from jax_tconv.typing import ArrayLike, DTypeLike, Initializer, IntOrSequence, Padding, Precision
 
-Initializer = Callable[..., Any]
+__all__ = ["ConvTranspose", "PixelShuffle", "ResizeConv", "SubPixelConv"]
 
 
 def _params(module, rngs, kernel_init, kernel_shape, use_bias, bias_init, bias_shape,
@@ -60,23 +61,26 @@ class ConvTranspose(nnx.Module):
       ((4, 4, 3, 5), (1, 16, 16, 3))
     """
 
-    def __init__(self, in_features: int, out_features: int, kernel_size, *, strides=1,
-                 padding=0, output_padding=0, dilation=1, groups=1, use_bias: bool = True,
+    def __init__(self, in_features: int, out_features: int, kernel_size: Sequence[int], *,
+                 strides: IntOrSequence = 1, padding: Padding = 0,
+                 output_padding: IntOrSequence = 0, dilation: IntOrSequence = 1,
+                 groups: int = 1, use_bias: bool = True,
                  kernel_init: Initializer = _common.transpose_kernel_init,
-                 bias_init: Initializer = _common.bias_init, dtype=None,
-                 param_dtype=jnp.float32, precision=None, method: str = "auto",
-                 rngs: nnx.Rngs):
+                 bias_init: Initializer = _common.bias_init, dtype: DTypeLike | None = None,
+                 param_dtype: DTypeLike = jnp.float32, precision: Precision = None,
+                 method: str = "auto", rngs: nnx.Rngs):
         self.config = _common.transpose_config(
-            type(self).__name__, features=out_features, in_features=in_features,
-            kernel_size=kernel_size, strides=strides, padding=padding,
-            output_padding=output_padding, dilation=dilation, groups=groups,
-            precision=precision, dtype=dtype, method=method)
+            type(self).__name__, features=out_features, kernel_size=kernel_size,
+            strides=strides, padding=padding, output_padding=output_padding,
+            dilation=dilation, groups=groups, precision=precision, dtype=dtype, method=method)
+        _common.check_transpose(self.config, in_features)
         self.in_features, self.out_features = in_features, out_features
         k = self.config.kernel_size
         _params(self, rngs, kernel_init, (*k, out_features // groups, in_features), use_bias,
                 bias_init, (out_features,), param_dtype)
 
-    def __call__(self, x, *, output_shape=None):
+    def __call__(self, x: ArrayLike, *,
+                 output_shape: Sequence[int] | None = None) -> jax.Array:
         """``(*batch, *i, in_features) -> (*batch, *o, out_features)``.
 
         `output_shape`: the output's spatial sizes (or full shape) instead of
@@ -103,23 +107,27 @@ class ResizeConv(nnx.Module):
       (16, 16, 3)
     """
 
-    def __init__(self, in_features: int, out_features: int, kernel_size, *, strides=1,
-                 padding=0, output_padding=0, dilation=1, groups=1, use_bias: bool = True,
+    def __init__(self, in_features: int, out_features: int, kernel_size: Sequence[int], *,
+                 strides: IntOrSequence = 1, padding: Padding = 0,
+                 output_padding: IntOrSequence = 0, dilation: IntOrSequence = 1,
+                 groups: int = 1, use_bias: bool = True,
                  kernel_init: Initializer = _common.conv_kernel_init,
-                 bias_init: Initializer = _common.bias_init, dtype=None,
-                 param_dtype=jnp.float32, precision=None, resize_method: str = "nearest",
-                 rngs: nnx.Rngs):
+                 bias_init: Initializer = _common.bias_init, dtype: DTypeLike | None = None,
+                 param_dtype: DTypeLike = jnp.float32, precision: Precision = None,
+                 resize_method: str = "nearest", rngs: nnx.Rngs):
         self.config = _common.transpose_config(
-            type(self).__name__, features=out_features, in_features=in_features,
-            kernel_size=kernel_size, strides=strides, padding=padding,
-            output_padding=output_padding, dilation=dilation, groups=groups,
-            precision=precision, dtype=dtype, resize_method=resize_method)
+            type(self).__name__, features=out_features, kernel_size=kernel_size,
+            strides=strides, padding=padding, output_padding=output_padding,
+            dilation=dilation, groups=groups, precision=precision, dtype=dtype,
+            resize_method=resize_method)
+        _common.check_transpose(self.config, in_features)
         self.in_features, self.out_features = in_features, out_features
         k = self.config.kernel_size
         _params(self, rngs, kernel_init, (*k, in_features // groups, out_features), use_bias,
                 bias_init, (out_features,), param_dtype)
 
-    def __call__(self, x, *, output_shape=None):
+    def __call__(self, x: ArrayLike, *,
+                 output_shape: Sequence[int] | None = None) -> jax.Array:
         """``(*batch, *i, in_features) -> (*batch, *o, out_features)``."""
         kernel, bias = _read(self)
         return _common.resize_conv_layer(self.config, x, kernel, bias, output_shape=output_shape)
@@ -140,21 +148,24 @@ class SubPixelConv(nnx.Module):
       ((3, 3, 5, 12), (1, 16, 16, 3))
     """
 
-    def __init__(self, in_features: int, out_features: int, kernel_size, *, upscale_factor=2,
-                 padding="SAME", dilation=1, groups=1, use_bias: bool = True,
+    def __init__(self, in_features: int, out_features: int, kernel_size: Sequence[int], *,
+                 upscale_factor: IntOrSequence = 2, padding: Padding = "SAME",
+                 dilation: IntOrSequence = 1, groups: int = 1, use_bias: bool = True,
                  kernel_init: Initializer = _common.conv_kernel_init,
-                 bias_init: Initializer = _common.bias_init, dtype=None,
-                 param_dtype=jnp.float32, precision=None, rngs: nnx.Rngs):
+                 bias_init: Initializer = _common.bias_init, dtype: DTypeLike | None = None,
+                 param_dtype: DTypeLike = jnp.float32, precision: Precision = None,
+                 rngs: nnx.Rngs):
         self.config = _common.sub_pixel_config(
-            type(self).__name__, features=out_features, in_features=in_features,
-            kernel_size=kernel_size, upscale_factor=upscale_factor, padding=padding,
-            dilation=dilation, groups=groups, precision=precision, dtype=dtype)
+            type(self).__name__, features=out_features, kernel_size=kernel_size,
+            upscale_factor=upscale_factor, padding=padding, dilation=dilation, groups=groups,
+            precision=precision, dtype=dtype)
+        _common.check_sub_pixel(self.config, in_features)
         self.in_features, self.out_features = in_features, out_features
         k, c = self.config.kernel_size, self.config.conv_features
         _params(self, rngs, kernel_init, (*k, in_features // groups, c), use_bias, bias_init,
                 (c,), param_dtype)
 
-    def __call__(self, x):
+    def __call__(self, x: ArrayLike) -> jax.Array:
         """``(*batch, *i, in_features) -> (*batch, *(conv_out * r), out_features)``."""
         kernel, bias = _read(self)
         return _common.sub_pixel_conv_layer(self.config, x, kernel, bias)
@@ -170,9 +181,9 @@ class PixelShuffle(nnx.Module):
       (8, 8, 2)
     """
 
-    def __init__(self, upscale_factor, *, num_spatial=None):
+    def __init__(self, upscale_factor: IntOrSequence, *, num_spatial: int | None = None):
         self.upscale_factor = _common.freeze(upscale_factor)
         self.num_spatial = num_spatial
 
-    def __call__(self, x):
+    def __call__(self, x: ArrayLike) -> jax.Array:
         return pixel_shuffle(x, self.upscale_factor, num_spatial=self.num_spatial)

@@ -1,0 +1,99 @@
+"""The argument checks every public entry point shares: one home per rule.
+
+Each check takes the name of the function (or layer) the user called, so its
+message says where the bad value went in, states the rule, shows the value,
+and raises `TypeError` for a wrong kind of value and `ValueError` for a value
+out of range. `_spec` builds the geometry on top of these; the layers,
+initializers and pixel shuffle call them directly.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+#: The formulations `method=` accepts besides "auto", in a stable order.
+METHODS = ("vjp", "matmul", "dilated", "phase")
+
+
+def as_int(fn: str, name: str, value: Any) -> int:
+    """`value` as an int; bools (and NumPy bools) are refused, as in lax."""
+    if isinstance(value, bool | np.bool_):
+        raise TypeError(f"{fn}: {name} must be an int, got the bool {value!r}.")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{fn}: {name} must be an int, got {value!r} of type {type(value).__name__}."
+        ) from None
+
+
+def positive_int(fn: str, name: str, value: Any) -> int:
+    v = as_int(fn, name, value)
+    if v < 1:
+        raise ValueError(f"{fn}: {name} must be >= 1, got {v}.")
+    return v
+
+
+def is_sequence(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str)
+
+
+def ints(fn: str, name: str, value: Any, n: int | None, *, minimum: int) -> tuple[int, ...]:
+    """An int (broadcast to `n` dimensions), or a sequence of `n` ints; each >= minimum.
+
+    With ``n=None`` the rank is not known yet, so `value` must be a sequence
+    (its length sets the rank).
+    """
+    if is_sequence(value):
+        if n is not None and len(value) != n:
+            raise ValueError(
+                f"{fn}: {name} must be an int or a sequence of {n} ints (one per "
+                f"spatial dimension), got {value!r} of length {len(value)}."
+            )
+        out = tuple(as_int(fn, name, v) for v in value)
+    elif n is None:
+        raise ValueError(
+            f"{fn}: with an int {name}={value!r} the number of spatial dimensions is "
+            f"unknown; pass one value per spatial dimension (a tuple)."
+        )
+    else:
+        out = (as_int(fn, name, value),) * n
+    if not out or any(v < minimum for v in out):
+        raise ValueError(f"{fn}: {name} must be >= {minimum} in every dimension, got {value!r}.")
+    return out
+
+
+def kernel_size(fn: str, value: Any) -> tuple[int, ...]:
+    """A layer's `kernel_size`: a non-empty sequence of positive ints (it sets the rank)."""
+    if not is_sequence(value) or not value:
+        raise TypeError(
+            f"{fn}: kernel_size must be a non-empty sequence of ints, one per spatial "
+            f"dimension (its length sets the rank: (3,) for 1-D, (3, 3) for 2-D), got "
+            f"{value!r}."
+        )
+    return tuple(positive_int(fn, "kernel_size", k) for k in value)
+
+
+def groups(fn: str, value: Any, channels: dict[str, int | None]) -> int:
+    """`groups` >= 1, dividing every channel count given (None: not known yet)."""
+    g = positive_int(fn, "groups", value)
+    for what, c in channels.items():
+        if c is not None and c % g:
+            raise ValueError(
+                f"{fn}: groups={g} must divide {what}, but {c} is not divisible by {g}."
+            )
+    return g
+
+
+def method(fn: str, value: Any) -> str:
+    """'auto' or one of `METHODS`."""
+    if not isinstance(value, str) or (value != "auto" and value not in METHODS):
+        raise ValueError(
+            f"{fn}: unknown method {value!r}; choose 'auto' or one of "
+            f"{', '.join(map(repr, METHODS))}."
+        )
+    return value
