@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from jax_tconv import _checks
 from jax_tconv._checks import METHODS
 from jax_tconv._dilated import transpose_by_dilation
+from jax_tconv._layout import channels_last
 from jax_tconv._matmul import transpose_by_matmul
 from jax_tconv._phase import fast_kernel_gradient, transpose_by_phase
 from jax_tconv._phase import plan as phase_plan
@@ -45,27 +46,48 @@ _AUTO_FORWARDS = {
 
 
 class AutoChoice(NamedTuple):
-    """What ``method="auto"`` runs for one configuration, and why."""
+    """What ``method="auto"`` runs for one configuration, and why.
+
+    ``channels_last`` is True when "auto" runs the user's layout through its
+    channels-last form (x, w and y transposed around the formulation).
+    """
 
     method: str
     reason: str
+    channels_last: bool = False
 
 
 def _auto(spec: Spec, backend: str | None = None) -> AutoChoice:
-    """The decision table (measured with ``python -m jax_tconv bench``; docs/performance.md)."""
+    """The strategy: a pure function of the configuration and the backend.
+
+    On CPU the layout is canonicalised first (`channels_last`), so the choice,
+    made on the channels-last form, is the same for every `dimension_numbers`
+    permutation of one geometry. The table was measured with
+    ``python -m jax_tconv bench`` (docs/performance.md).
+    """
     backend = backend or jax.default_backend()
     if backend == "cpu":
-        if spec.num_spatial >= 3:
-            return AutoChoice("phase", "XLA:CPU runs input-dilated 3-D convolutions (behind "
-                                       "'vjp' and 'dilated') about 40x slower than the phase "
-                                       "decomposition's stride-1 convolutions")
-        if phase_plan(spec).form == "products":
-            return AutoChoice("phase", "a small input with many channels: the phase "
-                                       "decomposition is one matrix product")
-        return AutoChoice("dilated", "XLA:CPU folds the zero insertion into its 1-D/2-D "
-                                     "convolution")
+        cl = channels_last(spec)
+        choice = _auto_channels_last(cl.spec)
+        if cl.is_identity:
+            return choice
+        return AutoChoice(choice.method, choice.reason + "; run channels-last (x, w and y "
+                          "transposed), since XLA:CPU runs channels-first convolutions up to "
+                          "100x slower", True)
     return AutoChoice("vjp", f"on {backend}, XLA lowers the VJP to the accelerator library's "
                              f"backward-data convolution (not yet measured here)")
+
+
+def _auto_channels_last(spec: Spec) -> AutoChoice:
+    """XLA:CPU's table for a channels-last spec."""
+    if spec.num_spatial >= 3:
+        return AutoChoice("phase", "XLA:CPU runs input-dilated 3-D convolutions (behind "
+                                   "'vjp' and 'dilated') about 40x slower than the phase "
+                                   "decomposition's stride-1 convolutions")
+    if phase_plan(spec).form == "products":
+        return AutoChoice("phase", "a small input with many channels: the phase "
+                                   "decomposition is one matrix product")
+    return AutoChoice("dilated", "XLA:CPU folds the zero insertion into its 1-D/2-D convolution")
 
 
 def auto_method(x: ArrayLike, w: ArrayLike, *, strides: IntOrSequence = 1,
@@ -107,9 +129,15 @@ def _shaped(a):
 
 def apply(method: str, x: jax.Array, w: jax.Array, spec: Spec) -> jax.Array:
     """Run a checked `method` on a spec built for these arrays (no validation here)."""
-    if method == "auto":
-        return _AUTO_FORWARDS[_auto(spec).method](x, w, spec)
-    return _FORMULATIONS[method](x, w, spec)
+    if method != "auto":
+        return _FORMULATIONS[method](x, w, spec)
+    choice = _auto(spec)
+    if not choice.channels_last:
+        return _AUTO_FORWARDS[choice.method](x, w, spec)
+    cl = channels_last(spec)
+    y = _AUTO_FORWARDS[choice.method](jnp.transpose(x, cl.x_perm), jnp.transpose(w, cl.w_perm),
+                                      cl.spec)
+    return jnp.transpose(y, cl.y_perm)
 
 
 def transpose(fn: str, method: str, x: ArrayLike, w: ArrayLike, **options) -> jax.Array:
