@@ -1,4 +1,4 @@
-"""``python -m jax_tconv bench``: every method against lax, Flax, PyTorch and the anchor, in one run.
+"""``python -m jax_tconv bench``: every method against lax, Flax, PyTorch and the anchor.
 
 The anchor is the forward strided convolution whose adjoint the layer is: it
 does exactly the useful multiply-adds of the transposed convolution, so
@@ -244,8 +244,8 @@ def _derive(rows):
 
 
 def format_table(rows) -> str:
-    head = (f"| layer | mode | contestant | ms (median) | / anchor | lax speedup | GFLOP/s | "
-            f"compile s | temp MiB |\n|---|---|---|---:|---:|---:|---:|---:|---:|")
+    head = ("| layer | mode | contestant | ms (median) | / anchor | lax speedup | GFLOP/s | "
+            "compile s | temp MiB |\n|---|---|---|---:|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in rows:
         if r["note"]:
