@@ -48,8 +48,15 @@ def parse(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
 def progress(iterable=None, *, desc: str, enabled: bool = True, **kwargs):
     """A tqdm progress bar (on stderr) over `iterable`, or with ``total=`` and ``update(n)``.
 
-    With ``enabled=False`` it draws nothing and still iterates and updates.
+    With ``enabled=False`` it draws nothing and still iterates and updates. On a
+    terminal a bar made with ``leave=False`` erases itself when it closes; written
+    to a file or a pipe every bar keeps its last state and ends its line, so that
+    what the script prints next starts a line of its own. What was printed before
+    the bar is flushed first, so a log holds both in the order they happened.
     """
+    if enabled and not sys.stderr.isatty():
+        kwargs["leave"] = True
+    sys.stdout.flush()
     return tqdm(iterable, desc=desc, disable=not enabled, dynamic_ncols=True, **kwargs)
 
 

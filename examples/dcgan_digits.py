@@ -11,8 +11,10 @@ convolutions and leaky ReLU. Both are trained with optax's Adam (lr 2e-4,
 beta1 0.5) on the non-saturating GAN loss, one jit-compiled step for both.
 
 How good are the samples? A small classifier (an MLP, trained here on 75% of
-the real digits) judges them. Reported, for real held-out digits, for the
-trained generator and for the same generator before training:
+the real digits) judges them. Reported for the trained generator, for the
+same generator before training, and, as the floor, for real digits of the
+training split (real, but not among the held-out digits the figures compare
+with):
 
 - the Fréchet distance between the classifier's hidden features of the samples
   and of the held-out real digits (FID's formula, in this classifier's feature
@@ -230,7 +232,7 @@ def draw_summary(path, untrained, trained, real, figures, title):
                              gridspec_kw=dict(wspace=0.25))
     for ax, images, name in ((axes[0], untrained, "untrained generator"),
                              (axes[1], trained, "trained generator"),
-                             (axes[2], real, "real held-out digits")):
+                             (axes[2], real, "real digits (train split)")):
         ax.imshow(_common.mosaic((images[:100, ..., 0] + 1) / 2, ncols=10, pad=1, pad_value=0.0),
                   cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
         key = {"untrained generator": "untrained", "trained generator": "trained"}.get(name,

@@ -14,7 +14,7 @@ The second half repeats the story with stride 2, where the dilated-input view
 (zeros inserted between the input values, a border of k - 1 = 2 zeros, then an
 ordinary convolution with the flipped kernel) is drawn with its zeros marked.
 
-    python examples/textbook.py            # prints the matrices, writes two PNGs
+    python examples/textbook.py            # prints the matrices, writes two PNGs and a JSON
 """
 
 from __future__ import annotations
@@ -192,8 +192,8 @@ def main(argv=None) -> float:
              draw_stride_two(args.out / "textbook_stride2.png", *two)]
     worst = max(diffs)
     print(f"\n{len(diffs)} comparisons, largest max |diff| = {worst:.2e}")
-    _common.write_json(args.out / "textbook.json",
-                       {"comparisons": len(diffs), "max_abs_diff": worst})
+    paths.append(_common.write_json(args.out / "textbook.json",
+                                    {"comparisons": len(diffs), "max_abs_diff": worst}))
     _common.written(paths)
     clock.done("textbook")
     return worst

@@ -4,35 +4,81 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
+
+BENCH_FILES = (
+    ("bench.md", "the tables: auto per layer, geometric means, every row"),
+    ("bench.json", "every row: median ms, ratios, GFLOP/s, compile s, temp bytes"),
+    ("bench.png", "time / anchor per layer and contestant (needs matplotlib)"),
+)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
+                     argparse.RawDescriptionHelpFormatter):
+    """Every option's default in its help, except where there is none to show (a flag, None);
+    descriptions and epilogs keep their line breaks (written wrapped with ``_wrap``)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.nargs == 0:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _wrap(text: str) -> str:
+    return textwrap.fill(" ".join(text.split()), width=78)
+
+
+def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The command line's parser and its ``bench`` subparser."""
+    parser = argparse.ArgumentParser(
+        prog="python -m jax_tconv", formatter_class=_HelpFormatter,
+        description=_wrap(
+            "Without a command: check every transposed-convolution method against the NumPy "
+            "reference on the current JAX backend (forward and gradients), with compile and "
+            "run times; exits 1 on a mismatch. 'bench': time every method against lax, Flax, "
+            "PyTorch and the forward-conv anchor ('python -m jax_tconv bench --help')."))
+    parser.add_argument("--method", action="append", default=None,
+                        help="check only this method (repeatable); default: every method "
+                             "and 'auto'")
+    sub = parser.add_subparsers(dest="command")
+    files = "\n".join(f"  OUT/{name:<11s} {what}" for name, what in BENCH_FILES)
+    bench = sub.add_parser(
+        "bench", formatter_class=_HelpFormatter,
+        help="time every method against lax, Flax, PyTorch and the anchor (docs/performance.md)",
+        description=_wrap(
+            "Time, round-robin (one call of each contestant per round), every method, 'auto', "
+            "lax.conv_transpose, Flax's nn.ConvTranspose, PyTorch's conv_transpose{1,2,3}d "
+            "(when torch is installed) and the anchor, the forward strided convolution whose "
+            "adjoint the layer is, forward and forward+backward, on a suite of layers from "
+            "DCGAN, U-Net, FCN, 1-D audio and 3-D volumes. Prints the median times and "
+            "ratios, then writes three files."),
+        epilog=f"files written to --out:\n{files}\n\nMeasured results: docs/performance.md.")
+    bench.add_argument("--layers", default=None,
+                       help="comma-separated substrings of layer names to run (see --list); "
+                            "default: the whole suite")
+    bench.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                       help="dtype of inputs, kernels and results")
+    bench.add_argument("--rounds", type=int, default=15,
+                       help="timed rounds per contestant; the median is reported")
+    bench.add_argument("--out", default="bench_out",
+                       help="folder for bench.md, bench.json and bench.png (created if missing)")
+    bench.add_argument("--no-torch", action="store_true",
+                       help="leave PyTorch out (it is left out anyway when not installed)")
+    bench.add_argument("--list", action="store_true", help="list the suite's layers and exit")
+    return parser, bench
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m jax_tconv",
-        description="Without a command: check every transposed-convolution method against the "
-                    "NumPy reference on the current JAX backend (forward and gradients); exits 1 "
-                    "on a mismatch. 'bench': time every method against lax, Flax, PyTorch and "
-                    "the forward-conv anchor.")
-    parser.add_argument("--method", action="append", default=None,
-                        help="check only this method (repeatable); default: all and 'auto'")
-    sub = parser.add_subparsers(dest="command")
-    bench = sub.add_parser("bench", help="benchmark suite (see README: Performance)")
-    bench.add_argument("--layers", default="",
-                       help="comma-separated substrings of layer names to run (default: all)")
-    bench.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    bench.add_argument("--rounds", type=int, default=15, help="timed rounds per contestant")
-    bench.add_argument("--out", default="bench_out", help="folder for bench.md and bench.png")
-    bench.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
-    bench.add_argument("--list", action="store_true", help="list the suite and exit")
-    args = parser.parse_args(argv)
+    args = build_parsers()[0].parse_args(argv)
 
     if args.command == "bench":
         import jax.numpy as jnp
 
         from jax_tconv import _bench
 
+        patterns = args.layers.split(",") if args.layers else []
         layers = [layer for layer in _bench.SUITE
-                  if not args.layers or any(p in layer.name for p in args.layers.split(","))]
+                  if not patterns or any(p in layer.name for p in patterns)]
         if args.list or not layers:
             print("\n".join(layer.name for layer in _bench.SUITE))
             return 0 if layers else 2

@@ -1,4 +1,4 @@
-"""``python -m jax_tconv bench``: every method against lax, Flax, PyTorch and the anchor, in one run.
+"""``python -m jax_tconv bench``: every method against lax, Flax, PyTorch and the anchor.
 
 The anchor is the forward strided convolution whose adjoint the layer is: it
 does exactly the useful multiply-adds of the transposed convolution, so
@@ -17,6 +17,7 @@ import os
 import pathlib
 import platform
 import statistics
+import sys
 import time
 
 import jax
@@ -176,11 +177,15 @@ def run(layers, *, rounds=15, dtype=jnp.float32, with_torch=True, out_dir=None,
         progress=True, print_fn=print):
     """Benchmark `layers`; return a list of result rows (dicts)."""
     rng = np.random.default_rng(0)
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        with_torch = False
+    if with_torch:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            with_torch = False
+            print_fn("PyTorch is not installed: it is left out of the comparison "
+                     "(pip install torch to include it)")
     rows = []
+    sys.stdout.flush()            # what was printed comes before the bar, also in a file
     bar = _progress(len(layers) * 2, progress)
     for layer in layers:
         x = jnp.asarray(rng.standard_normal((layer.batch, *layer.i, layer.c_in)), dtype)
@@ -217,7 +222,8 @@ def run(layers, *, rounds=15, dtype=jnp.float32, with_torch=True, out_dir=None,
                 rows.append(dict(layer=layer.name, mode=mode, name=name,
                                  ms=1e3 * statistics.median(times[name]), compile_s=compile_s,
                                  temp=temp, macs=layer.macs() * (1 if idx == 0 else 3), note=""))
-            bar()
+            bar.update()
+    bar.close()                   # before any result is printed, so none lands on the bar's line
     _derive(rows)
     text = format_table(rows)
     print_fn(text)
@@ -238,8 +244,8 @@ def _derive(rows):
 
 
 def format_table(rows) -> str:
-    head = (f"| layer | mode | contestant | ms (median) | / anchor | lax speedup | GFLOP/s | "
-            f"compile s | temp MiB |\n|---|---|---|---:|---:|---:|---:|---:|---:|")
+    head = ("| layer | mode | contestant | ms (median) | / anchor | lax speedup | GFLOP/s | "
+            "compile s | temp MiB |\n|---|---|---|---:|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in rows:
         if r["note"]:
@@ -300,20 +306,33 @@ def machine() -> str:
             f"jax {jax.__version__} on {jax.default_backend()} ({dev.device_kind})")
 
 
-def _progress(total, enabled):
-    if not enabled:
-        return lambda: None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        count = [0]
+class _Count:
+    """A progress counter without tqdm: one ``[i/total]`` line per step."""
 
-        def tick():
-            count[0] += 1
-            print(f"  [{count[0]}/{total}]", flush=True)
-        return tick
-    bar = tqdm(total=total, desc="bench", leave=False)
-    return lambda: bar.update(1)
+    def __init__(self, total, enabled):
+        self.total, self.enabled, self.n = total, enabled, 0
+
+    def update(self):
+        self.n += 1
+        if self.enabled:
+            print(f"  [{self.n}/{self.total}]", flush=True)
+
+    def close(self):
+        pass
+
+
+def _progress(total, enabled):
+    """A progress bar with ``update()`` and ``close()``: tqdm's on stderr, or ``_Count``."""
+    if enabled:
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            pass
+        else:
+            # A terminal gets a bar that erases itself; a file or pipe keeps its last state and
+            # a newline, so that what is printed next starts a line of its own.
+            return tqdm(total=total, desc="bench", leave=not sys.stderr.isatty())
+    return _Count(total, enabled)
 
 
 def _write(rows, text, out_dir, rounds, dtype, with_torch, print_fn):
@@ -326,6 +345,7 @@ def _write(rows, text, out_dir, rounds, dtype, with_torch, print_fn):
     print_fn(auto_table(rows))
     print_fn(summary(rows))
     print_fn(f"wrote {md}")
+    print_fn(f"wrote {out_dir / 'bench.json'}")
     try:
         import matplotlib
         matplotlib.use("Agg")

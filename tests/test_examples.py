@@ -98,6 +98,13 @@ def check_png(path: Path, min_side: int = 20) -> None:
     assert image.std() > 0, f"{path.name} is blank"
 
 
+def check_lists_its_files(out: str, folder: Path) -> None:
+    """The script printed ``wrote PATH`` for every file it wrote, and only for those."""
+    listed = {Path(line.removeprefix("wrote ")).name for line in out.splitlines()
+              if line.startswith("wrote ")}
+    assert listed == {p.name for p in folder.iterdir()}, (listed, sorted(folder.iterdir()))
+
+
 def read_json(path: Path):
     assert path.is_file(), f"missing {path.name}"
     return json.loads(path.read_text())
@@ -105,6 +112,7 @@ def read_json(path: Path):
 
 def test_textbook(runs):
     out, tmp_path = result(runs, "textbook")
+    check_lists_its_files(out, tmp_path)
     assert "[[1 2 3 0 4 5 6 0 7 8 9 0 0 0 0 0]" in out            # the 4x16 matrix, row 1
     diffs = [float(d) for d in re.findall(r"max \|diff\| = (\S+)", out)]
     assert len(diffs) >= 15 and max(diffs) < 1e-4, diffs
@@ -115,6 +123,7 @@ def test_textbook(runs):
 
 def test_functional_transforms(runs):
     out, tmp_path = result(runs, "functional_transforms")
+    check_lists_its_files(out, tmp_path)
     assert "FAIL" not in out
     report = read_json(tmp_path / "functional_transforms.json")
     assert set(report["checks"]) == {"auto", "phase"}
@@ -125,6 +134,7 @@ def test_functional_transforms(runs):
 
 def test_dcgan_digits(runs):
     out, tmp_path = result(runs, "dcgan_digits")
+    check_lists_its_files(out, tmp_path)
     assert "Fréchet distance" in out
     report = read_json(tmp_path / "dcgan_digits.json")
     assert 0.8 <= report["classifier_accuracy"] <= 1.0
@@ -144,6 +154,7 @@ def test_dcgan_digits(runs):
 
 def test_segmentation(runs):
     out, tmp_path = result(runs, "segmentation")
+    check_lists_its_files(out, tmp_path)
     assert "13 -> 7 -> 4 -> 2" in out                         # odd sizes on the way down
     report = read_json(tmp_path / "segmentation.json")
     assert set(report["results"]) == {"ConvTranspose", "ResizeConv"}
@@ -156,7 +167,8 @@ def test_segmentation(runs):
 
 
 def test_checkerboard(runs):
-    _, tmp_path = result(runs, "checkerboard")
+    out, tmp_path = result(runs, "checkerboard")
+    check_lists_its_files(out, tmp_path)
     report = read_json(tmp_path / "checkerboard.json")
     variants = [k for k in report if k != "targets"]
     assert len(variants) == 4
@@ -172,6 +184,7 @@ def test_checkerboard(runs):
 
 def test_sharded_training(runs):
     out, tmp_path = result(runs, "sharded_training")
+    check_lists_its_files(out, tmp_path)
     assert out.startswith("8 devices: cpu")            # the script forced 8 virtual devices
     report = read_json(tmp_path / "sharded_training.json")
     assert report["devices"] == 8 and report["dtype"] == "float64"
@@ -183,7 +196,32 @@ def test_sharded_training(runs):
         # float64: only the order of the sums differs from the single-device run.
         assert runs_[run]["max_loss_diff"] < 1e-10, runs_[run]
         assert runs_[run]["max_weight_diff"] < 1e-10, runs_[run]
+        assert runs_[run]["losses_equal"] and runs_[run]["weights_equal"], runs_[run]
+        # One verdict per quantity, each from its own figure and its own tolerance.
+        block = out[out.index(f"\n{run}\n") + 1:].splitlines()[1:3]
+        assert re.fullmatch(r"  losses: +max \|diff\| \S+; tolerance 1e-10: equal", block[0]), block
+        assert re.fullmatch(r"  final weights: max \|diff\| \S+, \S+ of their change in training; "
+                            r"tolerance 1e-10: equal", block[1]), block
+    assert report["loss_tolerance"] == report["weight_tolerance"] == 1e-10
     check_png(tmp_path / "sharded_training.png", min_side=200)
+
+
+def test_progress_bars_end_their_line_in_a_log():
+    """Written to a file or pipe, a finished bar ends its line: what follows starts a new one,
+    and what was printed before the bar comes before it."""
+    code = (f"import sys; sys.path.insert(0, {str(EXAMPLES)!r}); import _common\n"
+            "print('before')\n"
+            "for _ in _common.progress(range(3), desc='bar', leave=False):\n"
+            "    pass\n"
+            "print('after')\n")
+    proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=120,
+                          env={**os.environ, "MPLBACKEND": "Agg"})
+    assert proc.returncode == 0, proc.stdout
+    lines = proc.stdout.splitlines()
+    assert "before" in lines and "after" in lines, lines
+    bar = next(j for j, line in enumerate(lines) if "bar" in line and "3/3" in line)
+    assert lines.index("before") < bar < lines.index("after"), lines
 
 
 def test_help():

@@ -1,6 +1,7 @@
 """The command line: the self-check fails when a method is wrong; the bench writes its reports."""
 
 import math
+import sys
 
 import jax.numpy as jnp
 import numpy as np
@@ -25,10 +26,25 @@ def test_self_check_fails_when_a_method_is_wrong(monkeypatch, capsys):
     assert "MISMATCH" in capsys.readouterr().out
 
 
-def test_bench_runs_every_contestant_and_writes_reports(tmp_path):
+def test_bench_runs_every_contestant_and_writes_reports(tmp_path, monkeypatch):
+    events = []
+
+    class Bar:                     # records when the progress bar moves and closes
+        def update(self):
+            events.append("update")
+
+        def close(self):
+            events.append("close")
+
+    monkeypatch.setattr(_bench, "_progress", lambda total, enabled: Bar())
     layer = _bench.Layer("tiny 2d", 1, (4, 4), 4, 2, (4, 4), 2, 1)
-    rows = _bench.run([layer], rounds=2, out_dir=tmp_path, progress=False,
-                      print_fn=lambda *a: None)
+    rows = _bench.run([layer], rounds=2, out_dir=tmp_path, progress=True,
+                      print_fn=lambda text: events.append(text))
+    # The bar is closed before any result is printed (else the table lands on the bar's line).
+    assert events[:3] == ["update", "update", "close"], events[:4]
+    assert "update" not in events[3:] and "close" not in events[3:]
+    for name in ("bench.md", "bench.json", "bench.png"):   # every file written is named
+        assert f"wrote {tmp_path / name}" in events, name
     names = {r["name"] for r in rows}
     assert set(jax_tconv.METHODS) | {"auto", "lax", "flax", "anchor"} <= names
     for r in rows:
@@ -58,3 +74,30 @@ def test_bench_layer_macs_count_useful_work():
 def test_bench_list(capsys):
     assert cli.main(["bench", "--list"]) == 0
     assert "dcgan 4->8 512->256" in capsys.readouterr().out
+
+
+def test_bench_help_names_every_default_and_the_files():
+    parser, bench = cli.build_parsers()
+    text = bench.format_help()
+    assert "time, round-robin" in text.lower()                    # a description
+    for action in bench._actions:
+        if action.dest == "help":
+            continue
+        assert action.help, f"{action.option_strings} has no help"
+        if action.default is not None and action.nargs != 0:      # flags have no default to show
+            assert f"(default: {action.default})" in " ".join(text.split()), action.option_strings
+    for flag, default in (("--rounds", 15), ("--out", "bench_out"), ("--dtype", "float32")):
+        assert any(a.option_strings == [flag] and a.default == default for a in bench._actions)
+    for name in ("bench.md", "bench.json", "bench.png"):
+        assert f"OUT/{name}" in text, name
+    assert "bench" in parser.format_help()
+
+
+def test_bench_says_when_torch_is_missing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)       # `import torch` raises ImportError
+    lines = []
+    _bench.run([], rounds=1, progress=False, print_fn=lines.append)
+    assert any("PyTorch is not installed" in line for line in lines), lines
+    lines.clear()
+    _bench.run([], rounds=1, progress=False, with_torch=False, print_fn=lines.append)
+    assert not any("PyTorch" in line for line in lines), lines   # --no-torch: nothing to say

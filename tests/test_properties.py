@@ -7,7 +7,7 @@ output_padding or output_shape (spatial or full), any layout of x, y and w
 (channels-last, channels-first, PyTorch's 'OIHW' with 'NHWC', or any
 permutation lax accepts), float32 and float64. The expected geometry
 (padding pairs, output padding, output shape) is worked out here from the
-README's rules, not by jax_tconv._spec.
+rules of docs/contract.md, not by the library's geometry code.
 
 A second family draws invalid configurations (one rule broken at a time):
 each must raise jax_tconv's own ValueError/TypeError, whose message starts
@@ -71,7 +71,7 @@ class Config:
 
     @property
     def o(self):
-        """o = (i - 1)*s - lo - hi + d*(k - 1) + 1 + op (README, "The contract")."""
+        """o = (i - 1)*s - lo - hi + d*(k - 1) + 1 + op (docs/contract.md, "The contract")."""
         return tuple((i - 1) * s - lo - hi + d * (k - 1) + 1 + op
                      for i, k, s, d, (lo, hi), op in zip(self.i, self.k, self.s, self.d,
                                                          self.pads, self.ops))
@@ -268,7 +268,7 @@ def assert_close(actual, expected, tol):
 @settings(max_examples=examples(1.0))
 @given(cfg=configs())
 def test_shape_and_values_match_reference(cfg):
-    """Output shape is the README formula; values match the scatter reference, every method."""
+    """Output shape as docs/contract.md says; values match the scatter reference, every method."""
     note(repr(cfg))
     with cfg.precision():
         x, w, xc, wc = cfg.arrays()
@@ -301,7 +301,7 @@ def test_gradients_match_reference(cfg):
 @given(cfg=configs())
 def test_adjoint_identity(cfg):
     """<conv(y), x> == <y, conv_transpose(x)>, conv being jax_tconv.conv (lax) with the
-    forward padding: hi shrinks by s*(op // s) when op >= s (README, "one corner")."""
+    forward padding: hi shrinks by s*(op // s) when op >= s (docs/contract.md, "one corner")."""
     note(repr(cfg))
     with cfg.precision():
         x, w, _, _ = cfg.arrays()
