@@ -82,7 +82,7 @@ def runs(request, tmp_path_factory):
     for proc, _ in started.values():
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+        proc.communicate()  # closes the pipes of runs this worker never waited for
 
 
 def result(runs, script: str) -> tuple[str, Path]:
