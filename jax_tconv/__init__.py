@@ -26,6 +26,8 @@ from jax_tconv._methods import conv_transpose_matmul as conv_transpose_matmul
 from jax_tconv._methods import conv_transpose_phase as conv_transpose_phase
 from jax_tconv._methods import conv_transpose_vjp as conv_transpose_vjp
 from jax_tconv._spec import default_dimension_numbers as default_dimension_numbers
+from jax_tconv._tune import TuneChoice as TuneChoice
+from jax_tconv._tune import tune_choice as tune_choice
 from jax_tconv.reference import conv_transpose_reference as conv_transpose_reference
 from jax_tconv.reference import conv_transpose_reference_vjp as conv_transpose_reference_vjp
 
@@ -38,6 +40,7 @@ __all__ = [
     "METHODS",
     "MATMUL_MAX_BYTES",
     "AutoChoice",
+    "TuneChoice",
     "auto_method",
     "checkerboard",
     "conv",
@@ -53,6 +56,7 @@ __all__ = [
     "initializers",
     "interop",
     "nn",
+    "tune_choice",
     "typing",
 ]
 

@@ -65,6 +65,7 @@ def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     bench.add_argument("--no-torch", action="store_true",
                        help="leave PyTorch out (it is left out anyway when not installed)")
     bench.add_argument("--list", action="store_true", help="list the suite's layers and exit")
+    _add_tune_command(sub)
     return parser, bench
 
 
@@ -86,9 +87,47 @@ def main(argv=None) -> int:
                    with_torch=not args.no_torch, out_dir=args.out)
         return 0
 
+    if args.command == "tune":
+        import jax.numpy as jnp
+
+        from jax_tconv import _bench, _tune
+
+        layers = [layer for layer in _bench.SUITE
+                  if not args.layers or any(p in layer.name for p in args.layers.split(","))]
+        if args.list or not layers:
+            print("\n".join(layer.name for layer in _bench.SUITE))
+            return 0 if layers else 2
+        _tune.tune_layers(layers, dtype=getattr(jnp, args.dtype), rounds=args.rounds,
+                          refresh=args.refresh)
+        return 0
+
     from jax_tconv import _selfcheck
 
     return 0 if _selfcheck.run(tuple(args.method) if args.method else None) else 1
+
+
+def _add_tune_command(sub) -> None:
+    """``python -m jax_tconv tune``: fill the cache of method='tune' (docs/tune.md)."""
+    tune = sub.add_parser(
+        "tune", help="measure what method='tune' picks for the suite's layers and store it in "
+                     "the tune cache (docs/tune.md)",
+        description="Time every strategy of method='tune' (forward+backward and forward) on "
+                    "each layer of the benchmark suite, or the layers chosen with --layers, "
+                    "store the fastest in the tune cache ($JAX_TCONV_TUNE_CACHE, else "
+                    "$XDG_CACHE_HOME/jax_tconv/tune.json, else ~/.cache/jax_tconv/tune.json) "
+                    "and print a table: layer, choice, each candidate's fwd+bwd milliseconds, "
+                    "and the seconds the measurement took. Cached layers are not measured "
+                    "again unless --refresh is given.")
+    tune.add_argument("--layers", default="",
+                      help="comma-separated substrings of layer names to tune (see --list); "
+                           "default: the whole suite")
+    tune.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                      help="dtype of inputs and kernels (part of the cache key)")
+    tune.add_argument("--rounds", type=int, default=None,
+                      help="timed calls per candidate, the median is kept (default: 5)")
+    tune.add_argument("--refresh", action="store_true",
+                      help="measure again even where the cache has an answer")
+    tune.add_argument("--list", action="store_true", help="list the suite's layers and exit")
 
 
 if __name__ == "__main__":

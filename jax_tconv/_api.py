@@ -129,6 +129,10 @@ def _shaped(a):
 
 def apply(method: str, x: jax.Array, w: jax.Array, spec: Spec) -> jax.Array:
     """Run a checked `method` on a spec built for these arrays (no validation here)."""
+    if method == "tune":
+        from jax_tconv import _tune  # imports this module
+
+        return _tune.apply(x, w, spec)
     if method != "auto":
         return _FORMULATIONS[method](x, w, spec)
     choice = _auto(spec)
@@ -181,7 +185,9 @@ def conv_transpose(x: ArrayLike, w: ArrayLike, *, strides: IntOrSequence = 1,
       dimension_numbers: as in `lax.conv_general_dilated`; default
         ``('NWC', 'WIO', 'NWC')``, ``('NHWC', 'HWIO', 'NHWC')``, ... by rank.
         The result is laid out by the input (lhs) spec.
-      method: "auto" or one of `METHODS` (`auto_method` says what "auto" runs).
+      method: "auto", "tune" or one of `METHODS` (`auto_method` says what "auto"
+        runs; "tune" times the strategies once per configuration and runs the
+        fastest, cached on disk: `tune_choice`, docs/tune.md).
       precision, preferred_element_type: passed to lax.
 
     Returns:

@@ -15,8 +15,11 @@ from typing import Any
 
 import numpy as np
 
-#: The formulations `method=` accepts besides "auto", in a stable order.
+#: The formulations `method=` accepts besides "auto" and "tune", in a stable order.
 METHODS = ("vjp", "matmul", "dilated", "phase")
+#: Everything `method=` accepts: "auto" (a fixed rule per backend), "tune" (measured
+#: once per configuration, then cached) and the formulations.
+ACCEPTED_METHODS = ("auto", "tune", *METHODS)
 
 
 def as_int(fn: str, name: str, value: Any) -> int:
@@ -90,10 +93,10 @@ def groups(fn: str, value: Any, channels: dict[str, int | None]) -> int:
 
 
 def method(fn: str, value: Any) -> str:
-    """'auto' or one of `METHODS`."""
-    if not isinstance(value, str) or (value != "auto" and value not in METHODS):
+    """'auto', 'tune' or one of `METHODS`."""
+    if not isinstance(value, str) or value not in ACCEPTED_METHODS:
         raise ValueError(
-            f"{fn}: unknown method {value!r}; choose 'auto' or one of "
+            f"{fn}: unknown method {value!r}; choose 'auto', 'tune' or one of "
             f"{', '.join(map(repr, METHODS))}."
         )
     return value

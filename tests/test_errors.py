@@ -66,7 +66,8 @@ def test_bad_input(kwargs, exc, match, method):
 @pytest.mark.parametrize("method", ["fft", None, "VJP"])
 def test_unknown_method(method):
     with pytest.raises(ValueError, match=rf"conv_transpose: unknown method {method!r}; choose "
-                                         r"'auto' or one of 'vjp', 'matmul', 'dilated', 'phase'"):
+                                         r"'auto', 'tune' or one of 'vjp', 'matmul', 'dilated', "
+                                         r"'phase'"):
         call(method=method)
 
 

@@ -118,7 +118,7 @@ def test_optax_training_step_decreases_loss():
     (lambda: linen.ConvTranspose(4, (3, 3), padding="FULL"),
      r"ConvTranspose: padding string must be 'SAME' or 'VALID' \(any case, as in lax\), got 'FULL'"),
     (lambda: linen.ConvTranspose(4, (3, 3), method="fft"),
-     r"ConvTranspose: unknown method 'fft'; choose 'auto' or one of 'vjp'"),
+     r"ConvTranspose: unknown method 'fft'; choose 'auto', 'tune' or one of 'vjp'"),
     (lambda: linen.ConvTranspose(0, (3, 3)), r"ConvTranspose: features must be >= 1, got 0"),
     (lambda: linen.ResizeConv(4, (3, 3), resize_method="spline"),
      r"ResizeConv: resize_method must be a jax.image.resize method .* got 'spline'"),

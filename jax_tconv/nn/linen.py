@@ -84,7 +84,7 @@ class ConvTranspose(_Upsampling):
       dtype: computation dtype (default: promote input and parameters).
       param_dtype: parameter dtype (default float32).
       precision: passed to lax.
-      method: ``"auto"`` or one of `jax_tconv.METHODS`.
+      method: ``"auto"``, ``"tune"`` or one of `jax_tconv.METHODS`.
 
     Example:
       >>> import jax, jax.numpy as jnp

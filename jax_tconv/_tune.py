@@ -1,0 +1,525 @@
+"""``method="tune"``: time every strategy once per configuration, remember the fastest.
+
+Like ``torch.backends.cudnn.benchmark``. The first time a configuration is
+seen (its key: backend, device kind, jax and jax_tconv versions, dtype and the
+whole normalised `Spec`), `measure` builds random arrays of the configuration's
+shapes and times each strategy in `candidates` on them, forward and
+forward+backward (``value_and_grad`` of ``sum(y * c)`` with respect to x and w,
+what training runs). The strategy with the fastest forward+backward is stored
+in a JSON cache and run from then on; nothing is measured on a hit.
+
+Shapes are static at trace time, so the measurement happens in Python while
+the user's function is traced, with fresh concrete arrays, on a worker thread
+that sees none of the caller's traces (jit, vmap, grad, shard_map). Under
+`jax.vmap` and `jax.shard_map` the configuration is what each call sees: one
+example, or one device's block.
+
+The cache (`cache_path`): ``$JAX_TCONV_TUNE_CACHE`` if set, else
+``$XDG_CACHE_HOME/jax_tconv/tune.json``, else ``~/.cache/jax_tconv/tune.json``,
+read when a call needs it. It is kept in memory per path, so a hit reads no
+file. Writes hold a lock per process, and between processes a lock file
+(``fcntl.flock`` where available); each write re-reads the file, merges its
+entries and replaces the file atomically (a temporary file in the same
+folder, then `os.replace`). A corrupt or foreign file is reported with a
+`UserWarning` naming it, its configurations are measured again, and it is
+rewritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import functools
+import json
+import math
+import os
+import pathlib
+import statistics
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax_tconv import _api
+from jax_tconv._layout import channels_last
+from jax_tconv._spec import Spec, transpose_spec
+from jax_tconv.typing import (
+    ArrayLike,
+    DimensionNumbers,
+    DTypeLike,
+    IntOrSequence,
+    Padding,
+    Precision,
+)
+
+__all__ = ["CACHE_ENV", "TuneChoice", "Timing", "cache_path", "tune_choice"]
+
+#: Environment variable naming the cache file (read at call time).
+CACHE_ENV = "JAX_TCONV_TUNE_CACHE"
+#: What the cache file says it is; a file without these is foreign.
+FORMAT = "jax_tconv tune cache"
+SCHEMA = 1
+#: Timed calls of each candidate, forward and forward+backward (the median is kept).
+ROUNDS = 5
+#: Largest dense convolution matrix the "matmul" candidate may build while tuning
+#: (16 MiB, far below `MATMUL_MAX_BYTES`): above it "matmul" is skipped unmeasured,
+#: since a dense matrix that size is never the fastest way.
+MATMUL_TUNE_BYTES = 1 << 24
+
+#: Every strategy "tune" may pick. The four formulations as given; "auto" (its
+#: forward, phase-style derivatives, and its own channels-last rule); and
+#: "vjp", "dilated" and "phase" run through the channels-last form of the
+#: layout (x, w and y transposed around them), tried only when the user's
+#: layout is not channels-last already.
+BASE_CANDIDATES = ("vjp", "matmul", "dilated", "phase", "auto")
+CHANNELS_LAST_CANDIDATES = ("vjp+cl", "dilated+cl", "phase+cl")
+ALL_CANDIDATES = BASE_CANDIDATES + CHANNELS_LAST_CANDIDATES
+
+Entry = dict[str, Any]
+_T = TypeVar("_T")
+
+# One lock for the in-memory cache, measurements and writes: measurements are
+# serialised so that two of them never slow each other down.
+_LOCK = threading.RLock()
+# cache file path -> {key: entry}, as last read or written by this process.
+_MEMORY: dict[str, dict[str, Entry]] = {}
+
+
+class Timing(NamedTuple):
+    """One candidate's median milliseconds, or why it has none.
+
+    ``note`` is empty for a measured candidate; otherwise ``"failed: ..."``
+    (it raised or gave non-finite values), ``"skipped: ..."`` or
+    ``"same as NAME"`` (the same program as another candidate).
+    """
+
+    fwd_bwd_ms: float | None
+    fwd_ms: float | None
+    note: str = ""
+
+
+class TuneChoice(NamedTuple):
+    """What ``method="tune"`` runs for one configuration, and the timings behind it.
+
+    ``method`` is one of `ALL_CANDIDATES`; ``timings`` maps every candidate
+    tried to its `Timing`; ``key`` is the cache key; ``measured`` is True when
+    this call measured (a cache miss) and False on a hit; ``seconds`` is the
+    one-time cost of the measurement (compiling and timing every candidate);
+    ``cache`` the cache file.
+    """
+
+    method: str
+    timings: Mapping[str, Timing]
+    key: str
+    measured: bool
+    seconds: float
+    cache: str
+
+
+# ----------------------------------------------------------------------------
+# The strategies.
+
+
+def candidates(spec: Spec) -> tuple[str, ...]:
+    """The strategies tried for `spec`: channels-last variants only for other layouts."""
+    if channels_last(spec).is_identity:
+        return BASE_CANDIDATES
+    return BASE_CANDIDATES + CHANNELS_LAST_CANDIDATES
+
+
+def run(name: str, x: jax.Array, w: jax.Array, spec: Spec) -> jax.Array:
+    """Run candidate `name` (one of `ALL_CANDIDATES`) on a checked spec."""
+    if name == "auto":
+        return _api.apply("auto", x, w, spec)
+    base, _, layout = name.partition("+")
+    formulation = _api._FORMULATIONS[base]
+    if not layout:
+        return formulation(x, w, spec)
+    cl = channels_last(spec)
+    y = formulation(jnp.transpose(x, cl.x_perm), jnp.transpose(w, cl.w_perm), cl.spec)
+    return jnp.transpose(y, cl.y_perm)
+
+
+def _same_as(name: str, spec: Spec) -> str | None:
+    """The candidate whose program `name` runs too, if any ("auto" often is one)."""
+    if name != "auto":
+        return None
+    choice = _api._auto(spec)
+    if _api._AUTO_FORWARDS[choice.method] is not _api._FORMULATIONS.get(choice.method):
+        return None
+    return choice.method + ("+cl" if choice.channels_last else "")
+
+
+def _matmul_bytes(spec: Spec, dtype: np.dtype) -> int:
+    """Bytes of the per-example dense matrix C that "matmul" builds."""
+    rows = math.prod(spec.in_shape) // spec.in_shape[spec.dn.out_spec[0]]
+    cols = math.prod(spec.out_shape) // spec.out_shape[spec.dn.lhs_spec[0]]
+    return rows * cols * dtype.itemsize
+
+
+# ----------------------------------------------------------------------------
+# Measuring.
+
+
+def measure(spec: Spec, dtype: np.dtype, *, rounds: int | None = None) -> Entry:
+    """Time every candidate on random arrays of `spec`'s shapes; a cache entry.
+
+    Runs on a worker thread, outside any trace of the caller. Every candidate
+    is compiled and run once (a candidate that raises, or whose result is not
+    finite, is recorded as failed), then the working ones are timed
+    round-robin, `rounds` (default `ROUNDS`) calls each, forward+backward and
+    forward, so that a noisy neighbour slows all of them alike. The choice is
+    the working candidate with the smallest median forward+backward time.
+
+    Raises:
+      RuntimeError: no candidate runs this configuration.
+    """
+    n = ROUNDS if rounds is None else rounds
+    return _outside_traces(lambda: _measure(spec, np.dtype(dtype), n))
+
+
+def _outside_traces(fn: Callable[[], _T]) -> _T:
+    """`fn()` on a fresh thread: JAX's trace state is per thread, so no tracer leaks in.
+
+    The caller's x64 mode, which can be thread-local (``jax.enable_x64``), is
+    carried over, so a float64 configuration is measured in float64.
+    """
+    x64 = bool(jax.config.read("jax_enable_x64"))
+    result: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            with jax.enable_x64(x64):
+                result["value"] = fn()
+        except BaseException as e:  # re-raised in the caller's thread
+            result["error"] = e
+
+    worker = threading.Thread(target=work, name="jax_tconv-tune")
+    worker.start()
+    worker.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def _time(call: Callable[[], Any]) -> float:
+    """Seconds of one call, waiting for its results."""
+    t0 = time.perf_counter()
+    jax.block_until_ready(call())
+    return time.perf_counter() - t0
+
+
+def _measure(spec: Spec, dtype: np.dtype, rounds: int) -> Entry:
+    t_start = time.perf_counter()
+    rng = np.random.default_rng(0)
+    out_dtype = np.dtype(spec.preferred_element_type or dtype)
+    x = jnp.asarray(rng.standard_normal(spec.in_shape), dtype)
+    w = jnp.asarray(rng.standard_normal(spec.kernel_shape) / math.sqrt(math.prod(
+        spec.kernel_shape)), dtype)
+    c = jnp.asarray(rng.standard_normal(spec.out_shape), out_dtype)
+
+    timings: dict[str, Timing] = {}
+    calls: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {}
+    for name in candidates(spec):
+        same = _same_as(name, spec)
+        if same is not None:
+            timings[name] = Timing(None, None, f"same as {same}")
+            continue
+        if name == "matmul" and _matmul_bytes(spec, dtype) > MATMUL_TUNE_BYTES:
+            timings[name] = Timing(None, None, f"skipped: its dense matrix would be "
+                                               f"{_matmul_bytes(spec, dtype):,} bytes, over "
+                                               f"MATMUL_TUNE_BYTES = {MATMUL_TUNE_BYTES:,}")
+            continue
+        fwd = jax.jit(functools.partial(run, name, spec=spec))
+        fwd_bwd = jax.jit(jax.value_and_grad(_loss(name, spec), argnums=(0, 1)))
+        pair: tuple[Callable[[], Any], Callable[[], Any]] = (
+            functools.partial(fwd, x, w), functools.partial(fwd_bwd, x, w, c))
+        try:
+            finite = all(bool(jnp.all(jnp.isfinite(leaf)))
+                         for call in pair for leaf in jax.tree.leaves(call()))
+        except Exception as e:  # compiling or running failed: never pick it
+            first_line = (str(e).strip().splitlines() or [""])[0][:300]
+            timings[name] = Timing(None, None, f"failed: {type(e).__name__}: {first_line}")
+            continue
+        if not finite:
+            timings[name] = Timing(None, None, "failed: non-finite values on finite inputs")
+            continue
+        calls[name] = pair
+    if not calls:
+        raise RuntimeError(
+            f"conv_transpose: method='tune' found no strategy that runs this configuration "
+            f"({spec}): " + "; ".join(f"{n}: {t.note}" for n, t in timings.items()))
+
+    seconds: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in calls}
+    for mode in (1, 0):  # forward+backward first: it decides
+        for _ in range(rounds):
+            for name, (fwd_call, fwd_bwd_call) in calls.items():
+                seconds[name][mode].append(_time(fwd_bwd_call if mode else fwd_call))
+    for name, (fwd_s, fwd_bwd_s) in seconds.items():
+        timings[name] = Timing(1e3 * statistics.median(fwd_bwd_s), 1e3 * statistics.median(fwd_s))
+    order = candidates(spec)
+    choice = min(calls, key=lambda n: (timings[n].fwd_bwd_ms, order.index(n)))
+    return {
+        "choice": choice,
+        "candidates": {n: t._asdict() for n, t in timings.items()},
+        "rounds": rounds,
+        "seconds": time.perf_counter() - t_start,
+        "measured_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _loss(name: str, spec: Spec) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array]:
+    def loss(x: jax.Array, w: jax.Array, c: jax.Array) -> jax.Array:
+        return jnp.real(jnp.sum(run(name, x, w, spec) * c))
+    return loss
+
+
+# ----------------------------------------------------------------------------
+# The key and the cache.
+
+
+def cache_path() -> pathlib.Path:
+    """Where the cache lives: ``$JAX_TCONV_TUNE_CACHE``, else the user's cache folder."""
+    if os.environ.get(CACHE_ENV):
+        return pathlib.Path(os.environ[CACHE_ENV]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = pathlib.Path(xdg) if xdg and os.path.isabs(xdg) else pathlib.Path.home() / ".cache"
+    return base / "jax_tconv" / "tune.json"
+
+
+@functools.lru_cache(maxsize=8)
+def _device_kind(backend: str) -> str:
+    return jax.devices(backend)[0].device_kind
+
+
+@functools.lru_cache(maxsize=1024)
+def cache_key(spec: Spec, dtype: str, backend: str) -> str:
+    """The configuration as one readable string: everything the timings depend on."""
+    from jax_tconv import __version__
+
+    pet = spec.preferred_element_type
+    if pet is not None:  # jnp.float32 and np.dtype('float32') are one configuration
+        spec = dataclasses.replace(spec, preferred_element_type=np.dtype(pet).name)
+    return (f"backend={backend}; device={_device_kind(backend)}; jax={jax.__version__}; "
+            f"jax_tconv={__version__}; dtype={dtype}; {spec!r}")
+
+
+def _valid(entry: Any) -> bool:
+    if not isinstance(entry, dict) or entry.get("choice") not in ALL_CANDIDATES:
+        return False
+    timings = entry.get("candidates")
+    if not isinstance(timings, dict) or not isinstance(timings.get(entry["choice"]), dict):
+        return False
+    ms = timings[entry["choice"]].get("fwd_bwd_ms")
+    return isinstance(ms, int | float) and not isinstance(ms, bool) and math.isfinite(ms)
+
+
+def _warn(path: pathlib.Path, why: str) -> None:
+    warnings.warn(f"jax_tconv tune: ignoring the cache file {path}: {why}; its configurations "
+                  f"will be measured again and the file rewritten.", UserWarning, stacklevel=5)
+
+
+def _read(path: pathlib.Path, *, warn: bool) -> dict[str, Entry]:
+    """The valid entries of the cache file (none if it is missing, corrupt or foreign)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    except (OSError, UnicodeDecodeError) as e:
+        if warn:
+            _warn(path, f"it cannot be read ({e})")
+        return {}
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        if warn:
+            _warn(path, f"it is not valid JSON ({e})")
+        return {}
+    if not (isinstance(data, dict) and data.get("format") == FORMAT
+            and isinstance(data.get("entries"), dict)):
+        if warn:
+            _warn(path, f"it is not a {FORMAT} (a JSON object with 'format': {FORMAT!r}, "
+                        f"'schema': {SCHEMA} and 'entries')")
+        return {}
+    if data.get("schema") != SCHEMA:
+        if warn:
+            _warn(path, f"its schema is {data.get('schema')!r}, this jax_tconv reads {SCHEMA}")
+        return {}
+    entries = {k: v for k, v in data["entries"].items() if isinstance(k, str) and _valid(v)}
+    if warn and len(entries) < len(data["entries"]):
+        _warn(path, f"{len(data['entries']) - len(entries)} malformed entries")
+    return entries
+
+
+@contextlib.contextmanager
+def _file_lock(path: pathlib.Path) -> Iterator[None]:
+    """Hold ``PATH.lock`` exclusively (``fcntl.flock``); a no-op where fcntl is missing."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: the atomic replace still holds
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _write(path: pathlib.Path, new: dict[str, Entry]) -> dict[str, Entry]:
+    """Merge `new` into the file under the lock, replace it atomically; the merged entries."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _file_lock(path):
+        merged = {**_read(path, warn=False), **new}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({"format": FORMAT, "schema": SCHEMA, "entries": merged}, f,
+                          indent=1, sort_keys=True)
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    return merged
+
+
+def lookup(spec: Spec, dtype: Any, *, refresh: bool = False,
+           rounds: int | None = None) -> tuple[str, Entry, bool]:
+    """``(key, entry, measured)`` for `spec`: from memory, else the file, else `measure`."""
+    key = cache_key(spec, np.dtype(dtype).name, jax.default_backend())
+    path = cache_path()
+    with _LOCK:
+        entries = _MEMORY.get(str(path))
+        if entries is None:
+            entries = _MEMORY[str(path)] = _read(path, warn=True)
+        if not refresh:
+            if key in entries:
+                return key, entries[key], False
+            # Another process may have measured it since the file was read.
+            entries.update(_read(path, warn=False))
+            if key in entries:
+                return key, entries[key], False
+        entry = measure(spec, np.dtype(dtype), rounds=rounds)
+        entries[key] = entry
+        try:
+            _MEMORY[str(path)] = {**_write(path, {key: entry}), **entries}
+        except OSError as e:
+            warnings.warn(f"jax_tconv tune: could not write the cache file {path} ({e}); the "
+                          f"choice is kept in memory for this process only. Set {CACHE_ENV} "
+                          f"to a writable file.", UserWarning, stacklevel=4)
+        return key, entry, True
+
+
+def apply(x: jax.Array, w: jax.Array, spec: Spec) -> jax.Array:
+    """``method="tune"``: run the cached choice for this configuration (measuring on a miss)."""
+    _, entry, _ = lookup(spec, x.dtype)
+    return run(entry["choice"], x, w, spec)
+
+
+# ----------------------------------------------------------------------------
+# The public face: what "tune" picks.
+
+
+def tune_choice(x: ArrayLike, w: ArrayLike, *, strides: IntOrSequence = 1,
+                padding: Padding = 0, output_padding: IntOrSequence = 0,
+                output_shape: tuple[int, ...] | None = None, dilation: IntOrSequence = 1,
+                groups: int = 1, dimension_numbers: DimensionNumbers = None,
+                precision: Precision = None, preferred_element_type: DTypeLike | None = None,
+                refresh: bool = False) -> TuneChoice:
+    """What ``conv_transpose(x, w, ..., method="tune")`` runs, and the timings behind it.
+
+    Takes `conv_transpose`'s arguments (arrays or `jax.ShapeDtypeStruct`s:
+    only shapes and dtypes are read). On a cache miss, or with
+    ``refresh=True``, it measures every strategy now (see docs/tune.md) and
+    stores the result; on a hit it reads the cache and measures nothing.
+
+    Returns:
+      ``TuneChoice(method, timings, key, measured, seconds, cache)``: the
+      strategy (one of ``"vjp"``, ``"matmul"``, ``"dilated"``, ``"phase"``,
+      ``"auto"``, or ``"vjp+cl"``, ``"dilated+cl"``, ``"phase+cl"``: run on the
+      channels-last form of the layout), each candidate's median
+      forward+backward and forward milliseconds, the cache key, whether this
+      call measured, the seconds the measurement took, and the cache file.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jax_tconv
+      >>> x = jax.ShapeDtypeStruct((1, 4, 4, 8), jnp.float32)
+      >>> w = jax.ShapeDtypeStruct((4, 4, 2, 8), jnp.float32)
+      >>> choice = jax_tconv.tune_choice(x, w, strides=2, padding=1)  # doctest: +SKIP
+      >>> choice.method in choice.timings                              # doctest: +SKIP
+      True
+    """
+    x_, w_ = _api._shaped(x), _api._shaped(w)
+    spec = transpose_spec(
+        "tune_choice", x_, w_, strides=strides, padding=padding,
+        output_padding=output_padding, output_shape=output_shape, dilation=dilation,
+        groups=groups, dimension_numbers=dimension_numbers, precision=precision,
+        preferred_element_type=preferred_element_type)
+    key, entry, measured = lookup(spec, x_.dtype, refresh=refresh)
+    return _as_choice(key, entry, measured)
+
+
+def _as_choice(key: str, entry: Entry, measured: bool) -> TuneChoice:
+    timings = {}
+    for name, t in entry["candidates"].items():
+        if isinstance(t, dict):
+            timings[name] = Timing(t.get("fwd_bwd_ms"), t.get("fwd_ms"), str(t.get("note", "")))
+    return TuneChoice(entry["choice"], timings, key, measured,
+                      float(entry.get("seconds", float("nan"))), str(cache_path()))
+
+
+# ----------------------------------------------------------------------------
+# ``python -m jax_tconv tune``.
+
+
+def tune_layers(layers: Sequence[Any], *, dtype: Any = jnp.float32, rounds: int | None = None,
+                refresh: bool = False, print_fn: Callable[[str], None] = print) -> list[TuneChoice]:
+    """Tune each `jax_tconv._bench.Layer` (channels-last, as the bench builds it); print a table."""
+    results = []
+    for layer in layers:
+        x = jax.ShapeDtypeStruct((layer.batch, *layer.i, layer.c_in), dtype)
+        w = jax.ShapeDtypeStruct((*layer.k, layer.c_out, layer.c_in), dtype)
+        spec = transpose_spec("tune", x, w, strides=layer.s, padding=layer.p,
+                              output_padding=layer.op, output_shape=None, dilation=1, groups=1,
+                              dimension_numbers=None, precision=None,
+                              preferred_element_type=None)
+        key, entry, measured = lookup(spec, dtype, refresh=refresh, rounds=rounds)
+        results.append(_as_choice(key, entry, measured))
+    print_fn(format_table([layer.name for layer in layers], results))
+    print_fn(f"cache: {cache_path()}")
+    return results
+
+
+def format_table(names: Sequence[str], results: Sequence[TuneChoice]) -> str:
+    """One row per layer: the choice, each candidate's forward+backward ms, the cost."""
+    cols = [c for c in ALL_CANDIDATES if any(c in r.timings for r in results)]
+    lines = ["| layer | choice | " + " | ".join(f"{c} fwd+bwd ms" for c in cols)
+             + " | tuned |", "|---|---|" + "---:|" * len(cols) + "---|"]
+    for name, r in zip(names, results):
+        cells = []
+        for c in cols:
+            t = r.timings.get(c)
+            if t is None:
+                cells.append("")
+            elif t.fwd_bwd_ms is not None:
+                cells.append(f"**{t.fwd_bwd_ms:.3f}**" if c == r.method else f"{t.fwd_bwd_ms:.3f}")
+            else:
+                cells.append(t.note.split(":")[0].replace("same as ", "= "))
+        how = f"measured in {r.seconds:.1f} s" if r.measured else "cached"
+        lines.append(f"| {name} | {r.method} | " + " | ".join(cells) + f" | {how} |")
+    return "\n".join(lines)
