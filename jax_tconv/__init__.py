@@ -25,6 +25,8 @@ from jax_tconv._methods import conv_transpose_dilated as conv_transpose_dilated
 from jax_tconv._methods import conv_transpose_matmul as conv_transpose_matmul
 from jax_tconv._methods import conv_transpose_phase as conv_transpose_phase
 from jax_tconv._methods import conv_transpose_vjp as conv_transpose_vjp
+from jax_tconv._norm import OperatorNorm as OperatorNorm
+from jax_tconv._norm import operator_norm as operator_norm
 from jax_tconv._spec import default_dimension_numbers as default_dimension_numbers
 from jax_tconv.reference import conv_transpose_reference as conv_transpose_reference
 from jax_tconv.reference import conv_transpose_reference_vjp as conv_transpose_reference_vjp
@@ -38,6 +40,7 @@ __all__ = [
     "METHODS",
     "MATMUL_MAX_BYTES",
     "AutoChoice",
+    "OperatorNorm",
     "auto_method",
     "checkerboard",
     "conv",
@@ -53,6 +56,7 @@ __all__ = [
     "initializers",
     "interop",
     "nn",
+    "operator_norm",
     "typing",
 ]
 
