@@ -117,6 +117,11 @@ def operator_norm(w: ArrayLike, input_shape: Sequence[int], *, strides: IntOrSeq
                       padding=padding, dilation=dilation, groups=groups,
                       dimension_numbers=dimension_numbers, precision=precision,
                       preferred_element_type=None)
+    if any(v < 0 for pair in cspec.padding for v in pair):
+        raise ValueError(
+            f"{fn}: padding must be >= 0 (Cᵀ is conv_transpose, which takes the forward "
+            f"conv's padding and refuses cropping), got {padding!r}."
+        )
     shape[cspec.dn.lhs_spec[0]] = 1  # one example: the norm does not depend on the batch
     x = jax.ShapeDtypeStruct(tuple(shape), w.dtype)
     y = jax.eval_shape(lambda x, w: apply_conv(x, w, cspec), x, w)
