@@ -15,6 +15,7 @@ It stops when ``|σ_k - σ_{k-1}| <= tol * σ_k`` or after `max_iter` steps.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -24,7 +25,7 @@ from jax import lax
 
 from jax_tconv import _api, _checks
 from jax_tconv._conv import apply_conv
-from jax_tconv._spec import conv_spec, transpose_spec
+from jax_tconv._spec import ConvSpec, Spec, conv_spec, transpose_spec
 from jax_tconv.typing import ArrayLike, DimensionNumbers, IntOrSequence, Padding, Precision
 
 __all__ = ["OperatorNorm", "operator_norm"]
@@ -130,8 +131,15 @@ def operator_norm(w: ArrayLike, input_shape: Sequence[int], *, strides: IntOrSeq
                            output_padding=0, output_shape=spatial, dilation=cspec.dilation,
                            groups=cspec.groups, dimension_numbers=cspec.dn,
                            precision=precision, preferred_element_type=None)
-    real = jnp.finfo(w.dtype).dtype
     key = jax.random.key(0) if key is None else key
+    return _power_iteration(w, key, x.shape, cspec, tspec, tol, max_iter)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5, 6))
+def _power_iteration(w, key, shape, cspec: ConvSpec, tspec: Spec, tol: float,
+                     max_iter: int) -> OperatorNorm:
+    """The loop, jitted with the geometry static: eager calls reuse one compiled program."""
+    real = jnp.finfo(w.dtype).dtype
     w_const = lax.stop_gradient(w)
 
     def gram(v):
@@ -153,7 +161,7 @@ def operator_norm(w: ArrayLike, input_shape: Sequence[int], *, strides: IntOrSeq
         _, _, done, it = state
         return jnp.logical_and(jnp.logical_not(done), it < max_iter)
 
-    v0 = unit(jax.random.normal(key, x.shape, real).astype(w.dtype))
+    v0 = unit(jax.random.normal(key, shape, real).astype(w.dtype))
     init = (v0, jnp.zeros((), real), jnp.zeros((), bool), jnp.zeros((), jnp.int32))
     v, _, done, it = lax.while_loop(keep_going, step, init)
     v = lax.stop_gradient(v)
