@@ -88,7 +88,7 @@ def box(key, shape, dtype=jnp.float32):
 
 
 class Unrolled(nnx.Module):
-    """``steps`` projected gradient steps; ``tied``: Cₖᵀ = adjoint(Cₖ), else a free ConvTranspose."""
+    """``steps`` projected gradient steps; Cₖᵀ = adjoint(Cₖ) if ``tied``, else a ConvTranspose."""
 
     def __init__(self, steps: int, kernel: int, *, tied: bool, tol: float, seed: int):
         rngs = nnx.Rngs(seed)
@@ -199,8 +199,9 @@ def draw(path, x, b, preds, scores, n, title):
             if c >= 2:
                 ax.set_xlabel(f"{scores[cols[c]]['psnr_each'][r]:.1f} dB", fontsize=8)
             if r == 0:
+                s = scores.get(cols[c], {})
                 head = cols[c] if c < 2 else (
-                    f"{cols[c]}\n{scores[cols[c]]['psnr']:.2f} dB, SSIM {scores[cols[c]]['ssim']:.3f}")
+                    f"{cols[c]}\n{s['psnr']:.2f} dB, SSIM {s['ssim']:.3f}")
                 ax.set_title(head, fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

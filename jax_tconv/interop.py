@@ -366,7 +366,9 @@ def _equinox_pads(module) -> list[tuple[int, int]]:
 
 
 def _equinox_weight(weight: np.ndarray, groups: int) -> np.ndarray:
-    """``(C_out, C_in // g, *k)``, correlated unflipped, as the forward conv's ``(C_in, C_out // g, *k)``.
+    """Equinox's ``(C_out, C_in // g, *k)`` as the forward conv's ``(C_in, C_out // g, *k)``.
+
+    Equinox correlates with it unflipped, grouped along its first axis.
 
     Output channel ``o`` of group ``j`` reads input channel ``j * C_in/g + i``
     through ``weight[o, i]``; in the forward conv's kernel that connection is

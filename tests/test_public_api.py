@@ -49,7 +49,8 @@ def test_the_walk_sees_the_api():
                  "jax_tconv.auto_method", "jax_tconv.interop.from_flax",
                  "jax_tconv.nn.nnx.ConvTranspose.__init__", "jax_tconv.nn.linen.ConvTranspose.__call__",
                  "jax_tconv.initializers.icnr", "jax_tconv.nn.pixel_shuffle",
-                 "jax_tconv.operator_norm", "jax_tconv.nn.adjoint", "jax_tconv.interop.from_equinox"):
+                 "jax_tconv.operator_norm", "jax_tconv.nn.adjoint",
+                 "jax_tconv.interop.from_equinox"):
         assert name in PUBLIC, name
 
 
