@@ -147,8 +147,9 @@ def test_channels_first_shapes_and_output_shape():
     assert call(layer, x, output_shape=(8, 7)).shape == (2, 8, 7)
     assert call(layer, x, output_shape=(2, 8, 8)).shape == (2, 8, 8)  # full shape (C, *o)
     assert layer.weight.shape == (3, 2, 3, 3) and layer.bias.shape == (2, 1, 1)
-    assert (layer.kernel_size, layer.stride, layer.padding, layer.use_bias) == ((3, 3), 2, 1,
-                                                                               True)
+    assert (layer.kernel_size, layer.stride, layer.padding, layer.output_padding,
+            layer.dilation, layer.groups, layer.use_bias) == ((3, 3), (2, 2), ((1, 1), (1, 1)),
+                                                              (0, 0), (1, 1), 1, True)
     resize = teqx.ResizeConv(1, 3, 2, 3, stride=2, padding=1, use_bias=False,
                              key=jax.random.key(0))
     assert resize.weight.shape == (2, 3, 3) and resize.bias is None
@@ -201,3 +202,7 @@ def test_errors_name_the_layer_and_say_what_to_do():
         teqx.SubPixelConv(1, 3, 2, 3, upscale_factor=0, key=key)
     with pytest.raises(ValueError, match=r"ConvTranspose: unknown method 'fast'"):
         teqx.ConvTranspose(1, 3, 2, 3, method="fast", key=key)
+    with pytest.raises(ValueError, match=r"ResizeConv: stride must be >= 1 in every dimension"):
+        teqx.ResizeConv(1, 3, 2, 3, stride=0, key=key)
+    with pytest.raises(ValueError, match=r"ConvTranspose: padding must be >= 0, got -1"):
+        teqx.ConvTranspose(1, 3, 2, 3, padding=-1, key=key)

@@ -49,6 +49,20 @@ def _spatial(name: str, num_spatial_dims: Any) -> int:
     return _checks.positive_int(name, "num_spatial_dims", num_spatial_dims)
 
 
+def _geometry(name: str, num_spatial_dims, kernel_size, stride, padding, output_padding,
+              dilation) -> tuple[int, tuple[int, ...], dict[str, Any]]:
+    """Equinox's normalisation: one int per dimension, padding as pairs or a string.
+
+    Errors name Equinox's arguments (``stride``, not ``strides``).
+    """
+    n = _spatial(name, num_spatial_dims)
+    return n, _checks.ints(name, "kernel_size", kernel_size, n, minimum=1), dict(
+        strides=_checks.ints(name, "stride", stride, n, minimum=1),
+        padding=_common.padding_pairs(name, padding, n),
+        output_padding=_checks.ints(name, "output_padding", output_padding, n, minimum=0),
+        dilation=_checks.ints(name, "dilation", dilation, n, minimum=1))
+
+
 def _dtype(dtype: DTypeLike | None):
     """Equinox's default: float32, or float64 under ``jax_enable_x64``."""
     return jnp.result_type(float) if dtype is None else dtype
@@ -101,7 +115,12 @@ def _output_shape(output_shape, n: int):
 
 
 class _Upsampling(eqx.Module):
-    """Fields and properties shared by ConvTranspose and ResizeConv."""
+    """Fields and properties shared by ConvTranspose and ResizeConv.
+
+    As in Equinox, ``kernel_size``, ``stride``, ``output_padding`` and
+    ``dilation`` read as one int per dimension, ``padding`` as ``(lo, hi)``
+    pairs or ``'SAME'`` / ``'VALID'``.
+    """
 
     weight: jax.Array
     bias: jax.Array | None
@@ -115,19 +134,19 @@ class _Upsampling(eqx.Module):
         return self.config.kernel_size
 
     @property
-    def stride(self) -> Any:
+    def stride(self) -> tuple[int, ...]:
         return self.config.strides
 
     @property
-    def padding(self) -> Any:
+    def padding(self) -> str | tuple[tuple[int, int], ...]:
         return self.config.padding
 
     @property
-    def output_padding(self) -> Any:
+    def output_padding(self) -> tuple[int, ...]:
         return self.config.output_padding
 
     @property
-    def dilation(self) -> Any:
+    def dilation(self) -> tuple[int, ...]:
         return self.config.dilation
 
     @property
@@ -183,11 +202,10 @@ class ConvTranspose(_Upsampling):
                  dtype: DTypeLike | None = None, precision: Precision = None,
                  method: str = "auto", key: jax.Array):
         name = type(self).__name__
-        n = _spatial(name, num_spatial_dims)
-        k = _checks.ints(name, "kernel_size", kernel_size, n, minimum=1)
+        n, k, geometry = _geometry(name, num_spatial_dims, kernel_size, stride, padding,
+                                   output_padding, dilation)
         self.config = _common.transpose_config(
-            name, features=out_channels, kernel_size=k, strides=stride, padding=padding,
-            output_padding=output_padding, dilation=dilation, groups=groups,
+            name, features=out_channels, kernel_size=k, **geometry, groups=groups,
             precision=precision, dtype=None, method=method)
         _common.check_transpose(self.config, in_channels)
         self.num_spatial_dims, self.in_channels, self.out_channels = n, in_channels, out_channels
@@ -236,11 +254,10 @@ class ResizeConv(_Upsampling):
                  resize_method: str = "nearest", dtype: DTypeLike | None = None,
                  precision: Precision = None, key: jax.Array):
         name = type(self).__name__
-        n = _spatial(name, num_spatial_dims)
-        k = _checks.ints(name, "kernel_size", kernel_size, n, minimum=1)
+        n, k, geometry = _geometry(name, num_spatial_dims, kernel_size, stride, padding,
+                                   output_padding, dilation)
         self.config = _common.transpose_config(
-            name, features=out_channels, kernel_size=k, strides=stride, padding=padding,
-            output_padding=output_padding, dilation=dilation, groups=groups,
+            name, features=out_channels, kernel_size=k, **geometry, groups=groups,
             precision=precision, dtype=None, resize_method=resize_method)
         _common.check_transpose(self.config, in_channels)
         self.num_spatial_dims, self.in_channels, self.out_channels = n, in_channels, out_channels
