@@ -149,7 +149,8 @@ def test_filter_jit_filter_grad_and_vmap_agree_with_the_functional_api():
 
 
 def test_channels_first_shapes_and_output_shape():
-    layer = teqx.ConvTranspose(2, 3, 2, 3, stride=2, padding=1, key=jax.random.key(0))
+    layer = filled(lambda: teqx.ConvTranspose(2, 3, 2, 3, stride=2, padding=1,
+                                              key=jax.random.key(0)))
     x = normal((3, 4, 4))
     assert call(layer, x).shape == (2, 7, 7)
     assert call(layer, x, output_shape=(8, 7)).shape == (2, 8, 7)
@@ -158,11 +159,12 @@ def test_channels_first_shapes_and_output_shape():
     assert (layer.kernel_size, layer.stride, layer.padding, layer.output_padding,
             layer.dilation, layer.groups, layer.use_bias) == ((3, 3), (2, 2), ((1, 1), (1, 1)),
                                                               (0, 0), (1, 1), 1, True)
-    resize = teqx.ResizeConv(1, 3, 2, 3, stride=2, padding=1, use_bias=False,
-                             key=jax.random.key(0))
+    resize = filled(lambda: teqx.ResizeConv(1, 3, 2, 3, stride=2, padding=1, use_bias=False,
+                                            key=jax.random.key(0)))
     assert resize.weight.shape == (2, 3, 3) and resize.bias is None
     assert call(resize, normal((3, 5)), output_shape=(10,)).shape == (2, 10)
-    sub = teqx.SubPixelConv(3, 2, 1, 3, upscale_factor=(1, 2, 2), key=jax.random.key(0))
+    sub = filled(lambda: teqx.SubPixelConv(3, 2, 1, 3, upscale_factor=(1, 2, 2),
+                                           key=jax.random.key(0)))
     assert sub.weight.shape == (4, 2, 3, 3, 3)
     assert call(sub, normal((2, 2, 3, 3))).shape == (1, 2, 6, 6)
 
