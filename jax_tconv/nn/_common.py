@@ -7,8 +7,10 @@ normalises its arguments into one frozen config (`transpose_config`,
 a stand-in input), and at call time hands the config, the input and its
 parameters to `conv_transpose_layer`, `resize_conv_layer` or
 `sub_pixel_conv_layer`, which build the one `Spec` of the call from the real
-input (errors under the layer's name) and run the formulation on it. The two
-APIs cannot drift.
+input (errors under the layer's name) and run the formulation on it. The
+APIs (linen, nnx, and Equinox, which moves the channel axis last around these
+functions) cannot drift. `ConvGeometry` is what a conv layer and its adjoint
+(`jax_tconv.nn.adjoint`) share.
 
 Kernel layouts (channels last throughout)::
 
@@ -194,9 +196,11 @@ def check_sub_pixel(config: SubPixelConfig, in_features=None) -> None:
 class ConvGeometry:
     """The linear part of a forward convolution ``C``, normalised: what ``Cᵀ`` needs too.
 
-    `padding` is ``'SAME'``, ``'VALID'`` or one ``(lo, hi) >= 0`` pair per
-    spatial dimension; a ConvTranspose with these arguments (and no output
-    padding) computes ``Cᵀ``, and a forward conv with them computes ``C``.
+    `padding` is ``'SAME'``, ``'VALID'`` or one ``(lo, hi)`` pair per spatial
+    dimension, ``>= 0`` except that a ConvTranspose whose output padding reaches
+    a stride (``d > s``) has a forward conv with a negative ``hi`` (lax crops).
+    A ConvTranspose with these arguments (and no output padding) computes
+    ``Cᵀ``; a forward conv with them computes ``C``.
     """
 
     kernel_size: tuple[int, ...]
