@@ -27,7 +27,7 @@ import matplotlib.image  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SCRIPTS = ("textbook", "functional_transforms", "dcgan_digits", "segmentation", "checkerboard",
-           "sharded_training")
+           "sharded_training", "unrolled_deconvolution")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -43,6 +43,8 @@ RUNS = {
     # Size 26 as by default (26 -> 13 -> 7 -> 4), with JAX's default partitioner (Shardy).
     "sharded_training": ["--steps", "3", "--train", "16", "--batch", "8", "--size", "26",
                          "--width", "4", "--x64"],
+    "unrolled_deconvolution": ["--steps", "5", "--unroll", "2", "--kernel", "3",
+                               "--panels", "2"],
 }
 
 
@@ -204,6 +206,24 @@ def test_sharded_training(runs):
                             r"tolerance 1e-10: equal", block[1]), block
     assert report["loss_tolerance"] == report["weight_tolerance"] == 1e-10
     check_png(tmp_path / "sharded_training.png", min_side=200)
+
+
+def test_unrolled_deconvolution(runs):
+    out, tmp_path = result(runs, "unrolled_deconvolution")
+    check_lists_its_files(out, tmp_path)
+    assert re.search(r"^tied: \|C_k\| = \S+, \S+; step sizes = \S+, \S+$", out, re.MULTILINE), out
+    report = read_json(tmp_path / "unrolled_deconvolution.json")
+    results = report["results"]
+    assert list(results) == ["bicubic", "untied", "tied"] and report["unroll"] == 2
+    for r in results.values():
+        assert 5 < r["psnr"] < 60 and -1 <= r["ssim"] <= 1 and len(r["psnr_each"]) == 2, r
+    # One kernel per step, shared by C_k and its adjoint, plus the step sizes' alphas.
+    assert results["tied"]["parameters"] == 2 * 9 + 2
+    assert results["untied"]["parameters"] == 2 * 2 * 9 + 2
+    for norm, eta in zip(results["tied"]["operator_norms"], results["tied"]["step_sizes"]):
+        assert 0 < eta * norm ** 2 < 2 * (1 + 1e-3)         # eta = alpha / |C|^2, alpha < 2
+    assert "| tied |" in (tmp_path / "unrolled_deconvolution.md").read_text()
+    check_png(tmp_path / "unrolled_deconvolution.png", min_side=200)
 
 
 def test_progress_bars_end_their_line_in_a_log():

@@ -7,8 +7,10 @@ normalises its arguments into one frozen config (`transpose_config`,
 a stand-in input), and at call time hands the config, the input and its
 parameters to `conv_transpose_layer`, `resize_conv_layer` or
 `sub_pixel_conv_layer`, which build the one `Spec` of the call from the real
-input (errors under the layer's name) and run the formulation on it. The two
-APIs cannot drift.
+input (errors under the layer's name) and run the formulation on it. The
+APIs (linen, nnx, and Equinox, which moves the channel axis last around these
+functions) cannot drift. `ConvGeometry` is what a conv layer and its adjoint
+(`jax_tconv.nn.adjoint`) share.
 
 Kernel layouts (channels last throughout)::
 
@@ -29,7 +31,8 @@ import jax.numpy as jnp
 from jax_tconv import _api, _checks
 from jax_tconv._conv import apply_conv
 from jax_tconv._resize import resize_conv
-from jax_tconv._spec import ConvSpec, Spec, conv_spec, transpose_spec
+from jax_tconv._spec import ConvSpec, Pairs, Spec, conv_spec, transpose_spec
+from jax_tconv._spec import _padding_pairs as padding_pairs
 from jax_tconv.nn._shuffle import pixel_shuffle
 
 #: LeCun normal for the ``(*k, C_out // groups, C_in)`` layout: fan_in = C_in * prod(k),
@@ -183,6 +186,68 @@ def check_sub_pixel(config: SubPixelConfig, in_features=None) -> None:
     """Check a SubPixelConv config at construction (see `check_transpose`)."""
     x, c_in = _stand_in(config, in_features)
     config.spec(x, (*config.kernel_size, c_in // config.groups, config.conv_features))
+
+
+# ----------------------------------------------------------------------------
+# Adjoints: the geometry a convolution and its transpose share.
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvGeometry:
+    """The linear part of a forward convolution ``C``, normalised: what ``Cᵀ`` needs too.
+
+    `padding` is ``'SAME'``, ``'VALID'`` or one ``(lo, hi)`` pair per spatial
+    dimension, ``>= 0`` except that a ConvTranspose whose output padding reaches
+    a stride (``d > s``) has a forward conv with a negative ``hi`` (lax crops).
+    A ConvTranspose with these arguments (and no output padding) computes
+    ``Cᵀ``; a forward conv with them computes ``C``.
+    """
+
+    kernel_size: tuple[int, ...]
+    strides: tuple[int, ...]
+    padding: str | Pairs
+    dilation: tuple[int, ...]
+    groups: int
+
+    @property
+    def num_spatial(self) -> int:
+        return len(self.kernel_size)
+
+
+def conv_geometry(name: str, layer: str, *, kernel_size, strides, padding, dilation,
+                  groups) -> ConvGeometry:
+    """Normalise a forward conv's arguments (lax's meanings); errors name `name` and `layer`.
+
+    Negative padding (lax crops) is refused: no ConvTranspose has it.
+    """
+    n = len(kernel_size)
+    pads = padding_pairs(name, padding, n, negative_ok=True)
+    if not isinstance(pads, str) and any(v < 0 for pair in pads for v in pair):
+        raise ValueError(
+            f"{name}: {layer} has negative padding {padding!r} (lax crops the input): its "
+            f"adjoint would pad with zeros, which no ConvTranspose does."
+        )
+    return ConvGeometry(tuple(kernel_size), _checks.ints(name, "strides", strides, n, minimum=1),
+                        pads, _checks.ints(name, "dilation", dilation, n, minimum=1),
+                        _checks.positive_int(name, "groups", groups))
+
+
+def transpose_geometry(config: TransposeConfig) -> ConvGeometry:
+    """The forward conv ``C`` of a ConvTranspose layer: its transpose is the layer.
+
+    The padding is the layer's (strings upper-cased), with ``hi`` reduced by
+    ``s * (op // s)`` where the output padding reaches a stride (``d > s``), as
+    `Spec.forward_padding` does.
+    """
+    n = config.num_spatial
+    s = _checks.ints(config.name, "strides", config.strides, n, minimum=1)
+    op = _checks.ints(config.name, "output_padding", config.output_padding, n, minimum=0)
+    pads = padding_pairs(config.name, config.padding, n)
+    if not isinstance(pads, str):
+        pads = tuple((lo, hi - sj * (opj // sj)) for (lo, hi), sj, opj in zip(pads, s, op))
+    return ConvGeometry(config.kernel_size, s, pads,
+                        _checks.ints(config.name, "dilation", config.dilation, n, minimum=1),
+                        config.groups)
 
 
 # ----------------------------------------------------------------------------

@@ -61,6 +61,9 @@ class ConvTranspose(nnx.Module):
       ((4, 4, 3, 5), (1, 16, 16, 3))
     """
 
+    kernel: nnx.Param
+    bias: nnx.Param | None
+
     def __init__(self, in_features: int, out_features: int, kernel_size: Sequence[int], *,
                  strides: IntOrSequence = 1, padding: Padding = 0,
                  output_padding: IntOrSequence = 0, dilation: IntOrSequence = 1,
