@@ -135,7 +135,7 @@ def _structure(input_shape, kernel_shape, spec: ConvSpec):
     j, t = jt[:ns], jt[ns:]
     c_in = (o // (c_out // spec.groups)) * i_g + i
     pos = [j[a] * spec.strides[a] - spec.padding[a][0] + t[a] * spec.dilation[a] for a in range(ns)]
-    keep = np.logical_and.reduce([(p >= 0) & (p < sz) for p, sz in zip(pos, size)] + [n >= 0])
+    keep = np.all(np.stack([(p >= 0) & (p < sz) for p, sz in zip(pos, size)] + [n >= 0]), axis=0)
     pos = [np.clip(p, 0, sz - 1) for p, sz in zip(pos, size)]
 
     def flat(spec_axes, shape, values):

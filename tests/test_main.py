@@ -1,8 +1,10 @@
 """The command line: the self-check fails when a method is wrong; the bench writes its reports."""
 
 import math
+import platform
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -15,6 +17,9 @@ def test_self_check_passes_for_one_method(capsys):
     assert cli.main(["--method", "phase"]) == 0
     out = capsys.readouterr().out
     assert "all methods agree" in out and "MISMATCH" not in out
+    # The first line names the versions it ran on, as installed (docs/versions.md).
+    assert out.startswith(f"versions: python {platform.python_version()}, jax_tconv ")
+    assert f", jax {jax.__version__}, jaxlib " in out.splitlines()[0]
 
 
 def test_self_check_fails_when_a_method_is_wrong(monkeypatch, capsys):
