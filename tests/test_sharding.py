@@ -51,6 +51,14 @@ def test_every_method_sharded_matches_single_device():
                        for line in lines), (method, kind)
 
 
+def test_layers_with_partitioned_parameters_train_sharded():
+    """linen and nnx ConvTranspose, with_partitioning on kernel and bias, explicit and auto."""
+    proc, report = run("layers_sharding_check.py")
+    assert proc.returncode == 0, report
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(("ok ", "MISMATCH "))]
+    assert len(lines) == 2 * 2 * 3 and all(line.startswith("ok ") for line in lines), report
+
+
 # --- docs/sharding.md: its blocks need 8 devices, so they run here -----------------------------
 
 PAGE = HERE.parent / "docs" / "sharding.md"
