@@ -79,6 +79,27 @@ def max_diff(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
 
 
+def weight_disagreement(weights, reference, initial) -> float:
+    """How far `weights` are from `reference`, as a share of how far training moved `reference`.
+
+    ``|w - w_ref| / |w_ref - w_init|``, Frobenius norms over all parameters
+    together: 0 for identical runs, about 1 or more when the two runs moved the
+    weights in unrelated directions (a wrong gradient).
+    """
+    diff = moved = 0.0
+    for w, ref, init in zip(_leaves(weights), _leaves(reference), _leaves(initial)):
+        w, ref, init = (np.asarray(a, np.float64) for a in (w, ref, init))
+        diff += float(np.sum((w - ref) ** 2))
+        moved += float(np.sum((ref - init) ** 2))
+    return 0.0 if diff == 0 else float(np.sqrt(diff / moved)) if moved else float("inf")
+
+
+def _leaves(tree):
+    import jax  # the examples' plumbing otherwise needs no JAX
+
+    return jax.tree.leaves(tree)
+
+
 def mosaic(images, *, ncols: int, pad: int = 1, pad_value: float = 1.0, scale: int = 1):
     """Tile ``(N, H, W)`` or ``(N, H, W, 3)`` images into one array, row-major.
 

@@ -88,22 +88,6 @@ def train(model, params, x, y, batches, *, lr, device, mesh=None, data_spec=None
     return np.asarray(losses, np.float64), jax.device_get(params), shard_shape
 
 
-def weight_disagreement(weights, reference, initial) -> float:
-    """How far `weights` are from `reference`, as a share of how far training moved `reference`.
-
-    ``|w - w_ref| / |w_ref - w_init|``, Frobenius norms over all parameters
-    together: 0 for identical runs, about 1 or more when the two runs moved the
-    weights in unrelated directions (a wrong gradient).
-    """
-    diff = moved = 0.0
-    for w, ref, init in zip(jax.tree.leaves(weights), jax.tree.leaves(reference),
-                            jax.tree.leaves(initial)):
-        w, ref, init = (np.asarray(a, np.float64) for a in (w, ref, init))
-        diff += float(np.sum((w - ref) ** 2))
-        moved += float(np.sum((ref - init) ** 2))
-    return 0.0 if diff == 0 else float(np.sqrt(diff / moved)) if moved else float("inf")
-
-
 def verdict(ok: bool) -> str:
     return "equal" if ok else "DIFFERENT"
 
@@ -207,7 +191,7 @@ def main(argv=None) -> dict:
         loss_diff = float(np.max(np.abs(curves[name] - base)))
         weight_diff = max(_common.max_diff(a, b) for a, b in
                           zip(jax.tree.leaves(weights[name]), jax.tree.leaves(base_w)))
-        disagreement = weight_disagreement(weights[name], base_w, params)
+        disagreement = _common.weight_disagreement(weights[name], base_w, params)
         report[name].update(max_loss_diff=loss_diff, max_weight_diff=weight_diff,
                             weight_disagreement=disagreement,
                             losses_equal=loss_diff <= loss_tol,

@@ -7,7 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jax_tconv import _checks
+from jax_tconv import _checks, _sharding
 from jax_tconv._checks import METHODS
 from jax_tconv._dilated import transpose_by_dilation
 from jax_tconv._layout import channels_last
@@ -127,8 +127,17 @@ def _shaped(a):
     return a if isinstance(a, jax.ShapeDtypeStruct) else jnp.asarray(a)
 
 
-def apply(method: str, x: jax.Array, w: jax.Array, spec: Spec) -> jax.Array:
-    """Run a checked `method` on a spec built for these arrays (no validation here)."""
+def apply(method: str, x: jax.Array, w: jax.Array, spec: Spec, *,
+          fn: str = "conv_transpose") -> jax.Array:
+    """Run a checked `method` on a spec built for these arrays (no validation here).
+
+    Under a mesh with explicit axes, y is sharded by `_sharding.output_spec`;
+    errors about layouts name `fn`.
+    """
+    return _sharding.partitioned(fn, lambda x, w, spec: _apply(method, x, w, spec), x, w, spec)
+
+
+def _apply(method: str, x: jax.Array, w: jax.Array, spec: Spec) -> jax.Array:
     if method == "tune":
         from jax_tconv import _tune  # imports this module
 
@@ -148,7 +157,7 @@ def transpose(fn: str, method: str, x: ArrayLike, w: ArrayLike, **options) -> ja
     """Check `method`, build the one `Spec` (errors name `fn`), and run it."""
     _checks.method(fn, method)
     x, w = jnp.asarray(x), jnp.asarray(w)
-    return apply(method, x, w, transpose_spec(fn, x, w, **options))
+    return apply(method, x, w, transpose_spec(fn, x, w, **options), fn=fn)
 
 
 def conv_transpose(x: ArrayLike, w: ArrayLike, *, strides: IntOrSequence = 1,

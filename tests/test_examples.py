@@ -27,7 +27,7 @@ import matplotlib.image  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SCRIPTS = ("textbook", "functional_transforms", "dcgan_digits", "segmentation", "checkerboard",
-           "sharded_training", "unrolled_deconvolution")
+           "sharded_training", "unrolled_deconvolution", "multiprocess_training")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -45,14 +45,22 @@ RUNS = {
                          "--width", "4", "--x64"],
     "unrolled_deconvolution": ["--steps", "5", "--unroll", "2", "--kernel", "3",
                                "--panels", "2"],
+    # Two local processes of 2 CPU devices each, and the single-process run, in float64.
+    "multiprocess_training": ["--processes", "2", "--local-devices", "2", "--steps", "3",
+                              "--size", "8", "--width", "2", "--train", "16", "--batch", "8",
+                              "--x64"],
 }
+# Extra environment per run. LLVM at optimisation level 0 compiles the three processes'
+# programs in about a third of the time; the run checks values, not speed.
+ENV = {"multiprocess_training": {"XLA_FLAGS": "--xla_backend_optimization_level=0"}}
 
 
 def start(script: str, *args: str) -> subprocess.Popen:
     """Start ``python examples/SCRIPT.py ARGS`` in the background."""
     return subprocess.Popen([sys.executable, str(EXAMPLES / f"{script}.py"), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "MPLBACKEND": "Agg"}, cwd=EXAMPLES.parent)
+                            env={**os.environ, "MPLBACKEND": "Agg", **ENV.get(script, {})},
+                            cwd=EXAMPLES.parent)
 
 
 def finish(proc: subprocess.Popen, label: str, timeout: float = 300) -> str:
@@ -224,6 +232,27 @@ def test_unrolled_deconvolution(runs):
         assert 0 < eta * norm ** 2 < 2 * (1 + 1e-3)         # eta = alpha / |C|^2, alpha < 2
     assert "| tied |" in (tmp_path / "unrolled_deconvolution.md").read_text()
     check_png(tmp_path / "unrolled_deconvolution.png", min_side=200)
+
+
+def test_multiprocess_training(runs):
+    out, tmp_path = result(runs, "multiprocess_training")
+    check_lists_its_files(out, tmp_path)
+    assert out.startswith("2 processes x 2 CPU devices")
+    for pid, rows in ((0, "0:4"), (1, "4:8")):       # each process builds its own rows
+        assert (f"process {pid} of 2: 2 of 4 cpu devices, mesh {{'data': 4}}" in out
+                and f"its rows {rows} of each global batch of 8" in out), out
+    assert "every process ends with the same weights and losses: yes (bit for bit)" in out
+    report = read_json(tmp_path / "multiprocess_training.json")
+    assert report["processes"] == 2 and report["devices"] == 4 and report["dtype"] == "float64"
+    assert report["identical_across_processes"]
+    # float64: only the order of the sums differs from the single-process run (~1e-15).
+    assert report["max_loss_diff"] < 1e-10 and report["max_weight_diff"] < 1e-10, report
+    assert report["losses_equal"] and report["weights_equal"], report
+    assert report["loss_tolerance"] == report["weight_tolerance"] == 1e-10
+    assert len(report["losses"]) == 3 and all(math.isfinite(v) for v in report["losses"])
+    for pid in (0, 1):
+        assert (tmp_path / f"multiprocess_training_process{pid}.npz").is_file()
+    check_png(tmp_path / "multiprocess_training.png", min_side=200)
 
 
 def test_progress_bars_end_their_line_in_a_log():

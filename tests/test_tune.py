@@ -191,6 +191,9 @@ def test_float64_is_measured_in_float64(cache, monkeypatch):
 
 
 def _mesh():
+    # Automatic axes so that shard_map places the test's unplaced arrays itself (under
+    # explicit axes, the default, it wants them placed first); jax_tconv runs under both
+    # (tests/test_sharding.py).
     return jax.make_mesh((1,), ("x",), axis_types=(jax.sharding.AxisType.Auto,))
 
 

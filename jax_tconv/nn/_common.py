@@ -328,7 +328,7 @@ def conv_transpose_layer(config: TransposeConfig, x, kernel, bias, *, output_sha
     output_shape = _flat_output_shape(config.name, output_shape, batch, config.num_spatial)
     x, kernel, bias = _promote(config.dtype, x, kernel, bias)
     spec = config.spec(x, kernel.shape, output_shape)
-    y = _add_bias(_api.apply(config.method, x, kernel, spec), bias)
+    y = _add_bias(_api.apply(config.method, x, kernel, spec, fn=config.name), bias)
     return y.reshape(*batch, *y.shape[1:])
 
 
