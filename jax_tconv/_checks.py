@@ -135,27 +135,20 @@ def mode_padding(fn: str, mode: str, pads: Sequence[tuple[int, int]], sizes: Seq
 
     'reflect' mirrors without repeating the edge, so each side pads less than the
     size it pads; 'circular' wraps around once, so at most that size; 'replicate'
-    any amount. No mode but 'zeros' crops: a negative padding is refused. `what`
+    any amount. A negative amount crops (as in lax) and is not limited. `what`
     names the padded array in the message (e.g. "the input").
     """
     if mode == "zeros":
         return
     for j, ((lo, hi), size) in enumerate(zip(pads, sizes)):
-        if min(lo, hi) < 0:
-            raise ValueError(
-                f"{fn}: padding_mode={mode!r} needs padding >= 0 (a negative padding crops, "
-                f"which only padding_mode='zeros' does, as in lax); got padding {(lo, hi)} in "
-                f"spatial dimension {j}."
-            )
         if mode == "reflect" and max(lo, hi) >= size:
-            rule, fix = "< the size it pads", "or use padding_mode='replicate' (any padding)"
+            rule = "< the size it pads"
         elif mode == "circular" and max(lo, hi) > size:
-            rule, fix = "<= the size it pads (one wrap-around)", (
-                "or use padding_mode='replicate' (any padding)")
+            rule = "<= the size it pads (one wrap-around)"
         else:
             continue
         raise ValueError(
             f"{fn}: padding_mode={mode!r} needs each padding {rule}, as PyTorch's F.pad; got "
             f"padding {(lo, hi)} in spatial dimension {j}, where {what} has size {size}. "
-            f"Reduce the padding, {fix}."
+            f"Reduce the padding, or use padding_mode='replicate' (any padding)."
         )

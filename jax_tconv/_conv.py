@@ -39,7 +39,8 @@ def conv(x: ArrayLike, w: ArrayLike, *, strides: IntOrSequence = 1, padding: Pad
         <= size), ``"reflect"`` (mirrored, edge not repeated; padding < size),
         ``"replicate"`` (the edge repeated). The convolution is then that of
         ``F.pad(x, padding, mode)`` without padding; SAME's padding amounts are
-        lax's, filled by the mode. Only 'zeros' accepts negative padding (a crop).
+        lax's, filled by the mode; a negative amount crops, as in lax, after the
+        other side is filled from the whole input.
       groups: feature groups; divides ``C_in`` and ``C_out``.
       dimension_numbers: as in `lax.conv_general_dilated`; default channels-last.
       precision, preferred_element_type: passed to lax.

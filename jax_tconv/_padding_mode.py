@@ -45,21 +45,21 @@ _NUMPY_MODE = {"circular": "wrap", "reflect": "reflect", "replicate": "edge"}
 def pad(y: jax.Array, axes, pads: Pairs, mode: str) -> jax.Array:
     """`y` padded along `axes` by ``(lo, hi)`` each, with values of `y` (mode != 'zeros').
 
-    A negative ``hi`` (the forward padding of a transposed conv with op >= s)
-    crops instead; PyTorch's rules (`_checks.mode_padding`) hold for the rest.
+    A negative amount crops, as in lax (the forward padding of a transposed
+    conv with op >= s has a negative ``hi``): the other side is filled from
+    the whole of `y` first. PyTorch's rules (`_checks.mode_padding`) hold for
+    the positive amounts.
     """
     widths = [(0, 0)] * y.ndim
     for a, (lo, hi) in zip(axes, pads):
-        widths[a] = (lo, max(hi, 0))
+        widths[a] = (max(lo, 0), max(hi, 0))
     out = jnp.pad(y, widths, mode=_NUMPY_MODE[mode])
-    return _crop_high(out, axes, pads)
-
-
-def _crop_high(y, axes, pads):
-    limits = list(y.shape)
-    for a, (_, hi) in zip(axes, pads):
-        limits[a] += min(hi, 0)
-    return y if limits == list(y.shape) else lax.slice(y, (0,) * y.ndim, tuple(limits))
+    if all(lo >= 0 and hi >= 0 for lo, hi in pads):
+        return out
+    starts, limits = [0] * y.ndim, list(out.shape)
+    for a, (lo, hi) in zip(axes, pads):
+        starts[a], limits[a] = max(-lo, 0), limits[a] - max(-hi, 0)
+    return lax.slice(out, tuple(starts), tuple(limits))
 
 
 def fold(z: jax.Array, axes, pads: Pairs, mode: str) -> jax.Array:
@@ -70,9 +70,9 @@ def fold(z: jax.Array, axes, pads: Pairs, mode: str) -> jax.Array:
 
 
 def _fold_axis(z, axis, lo, hi, mode):
-    if hi < 0:  # pad cropped: its adjoint zero-extends
-        z = _zero_pad(z, axis, 0, -hi)
-        hi = 0
+    if min(lo, hi) < 0:  # pad cropped there: its adjoint zero-extends
+        z = _zero_pad(z, axis, max(-lo, 0), max(-hi, 0))
+        lo, hi = max(lo, 0), max(hi, 0)
     o = z.shape[axis] - lo - hi
     y = lax.slice_in_dim(z, lo, lo + o, axis=axis)
     left = lax.slice_in_dim(z, 0, lo, axis=axis)              # positions -lo .. -1

@@ -40,10 +40,9 @@ def resize_conv(x: jax.Array, w: jax.Array, spec: Spec, *, resize_method,
     size, pads = resize_geometry(spec)
     up = jax.image.resize(x, (x.shape[0], *size, x.shape[-1]), method=resize_method)
     n = spec.num_spatial
-    if padding_mode != "zeros":
-        axes = spec.dn.lhs_spec[2:]
-        up = pad(up, axes, tuple((max(lo, 0), max(hi, 0)) for lo, hi in pads), padding_mode)
-        pads = tuple((min(lo, 0), min(hi, 0)) for lo, hi in pads)  # what is left: crops
+    if padding_mode != "zeros":   # filled by the mode (a negative amount crops)
+        up = pad(up, spec.dn.lhs_spec[2:], pads, padding_mode)
+        pads = ((0, 0),) * n
     return lax.conv_general_dilated(up, w, (1,) * n, pads, rhs_dilation=spec.dilation,
                                     dimension_numbers=spec.dn, feature_group_count=spec.groups,
                                     precision=spec.precision)

@@ -135,6 +135,10 @@ def test_conv_is_the_convolution_of_the_numpy_padded_input():
         assert_close(c @ y[0].reshape(-1), np.asarray(out[0]).reshape(-1))
         sparse = jax_tconv.conv_matrix(w, (1, *y.shape[1:]), sparse=True, **kw)
         np.testing.assert_allclose(sparse.todense(), c, rtol=1e-6, atol=1e-6)
+        # A negative amount crops, as in lax, after the other side is filled from all of y.
+        cropped = jax_tconv.conv(y, w, padding=((2, -1), (-2, 1)), padding_mode=mode)
+        filled = np.pad(y, ((0, 0), (2, 0), (0, 1), (0, 0)), mode=NUMPY[mode])[:, :-1, 2:]
+        assert_close(cropped, jax_tconv.conv(filled, w))
         # Cᵀ is the transposed convolution of every method (here "matmul" builds that C).
         x = rng.standard_normal(out[:1].shape).astype(np.float32)
         assert_close(jax_tconv.conv_transpose(x, w, output_shape=y.shape[1:3], **kw),

@@ -285,9 +285,7 @@ def resize_conv_layer(config: TransposeConfig, x, kernel, bias, *, output_shape=
     spec = config.spec(x, (*config.kernel_size, config.features // g, x.shape[-1]), output_shape)
     if config.padding_mode != "zeros":
         size, pads = resize_geometry(spec)   # a negative amount crops: no mode involved
-        _checks.mode_padding(config.name, config.padding_mode,
-                             [(max(lo, 0), max(hi, 0)) for lo, hi in pads], size,
-                             "the resized input")
+        _checks.mode_padding(config.name, config.padding_mode, pads, size, "the resized input")
     y = _add_bias(resize_conv(x, kernel, spec, resize_method=config.resize_method,
                               padding_mode=config.padding_mode), bias)
     return y.reshape(*batch, *y.shape[1:])
