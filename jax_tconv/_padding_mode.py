@@ -78,19 +78,38 @@ def _fold_axis(z, axis, lo, hi, mode):
     left = lax.slice_in_dim(z, 0, lo, axis=axis)              # positions -lo .. -1
     right = lax.slice_in_dim(z, lo + o, lo + o + hi, axis=axis)  # positions o .. o + hi - 1
     if mode == "circular":      # -lo .. -1 -> o - lo .. o - 1;  o .. o + hi - 1 -> 0 .. hi - 1
-        terms = [(left, o - lo, 0), (right, 0, o - hi)]
+        terms = [(left, o - lo), (right, 0)]
     elif mode == "reflect":     # -lo .. -1 -> lo .. 1;  o .. o + hi - 1 -> o - 2 .. o - 1 - hi
-        terms = [(lax.rev(left, (axis,)), 1, o - 1 - lo),
-                 (lax.rev(right, (axis,)), o - 1 - hi, 1)]
+        terms = [(lax.rev(left, (axis,)), 1), (lax.rev(right, (axis,)), o - 1 - hi)]
     elif mode == "replicate":   # everything beyond an edge onto that edge
-        terms = [(jnp.sum(left, axis, keepdims=True), 0, o - 1),
-                 (jnp.sum(right, axis, keepdims=True), o - 1, 0)]
+        terms = [(jnp.sum(left, axis, keepdims=True), 0),
+                 (jnp.sum(right, axis, keepdims=True), o - 1)]
     else:
         raise ValueError(f"fold: no adjoint for padding_mode {mode!r}")
-    for part, before, after in terms:
-        if part.shape[axis]:
-            y = y + _zero_pad(part, axis, before, after)
+    # (part, first position it adds onto); empty parts (a side without padding) drop out.
+    terms = sorted((t for t in terms if t[0].shape[axis]), key=lambda t: t[1])
+    if not terms:
+        return y
+    ends = [start + part.shape[axis] for part, start in terms]
+    if all(end <= nxt for end, (_, nxt) in zip(ends, terms[1:])):
+        # Disjoint targets (all but the smallest sizes): one add of the parts laid
+        # end to end with zeros between, which XLA fuses into a single pass.
+        pieces, at = [], 0
+        for (part, start), end in zip(terms, ends):
+            pieces += [_zeros_like_along(part, axis, start - at), part]
+            at = end
+        pieces.append(_zeros_like_along(y, axis, o - at))
+        return y + lax.concatenate([q for q in pieces if q.shape[axis]], axis)
+    for part, start in terms:   # overlapping targets: one zero-padded add each
+        y = y + _zero_pad(part, axis, start, o - start - part.shape[axis])
     return y
+
+
+def _zeros_like_along(a, axis, n):
+    """Zeros shaped like `a` but `n` long along `axis`."""
+    shape = list(a.shape)
+    shape[axis] = n
+    return jnp.zeros(shape, a.dtype)
 
 
 def _zero_pad(a, axis, lo, hi):
