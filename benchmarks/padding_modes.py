@@ -9,7 +9,10 @@ for each layer, method and mode, the median time of the forward pass and of
 ``value_and_grad`` of ``sum(y * c)`` with respect to x and w (what training
 runs), all timed round-robin (one call of each per round) so that a noisy
 neighbour slows them alike. It prints the ratio to 'zeros' per layer and the
-geometric mean, and writes them as JSON::
+geometric mean, and writes them as JSON. The "uncropped / o" column is the
+area of the uncropped output, which the formulations compute with a mode,
+over the output's, which they compute with 'zeros': ``prod((o + lo + hi) / o)``
+over the dimensions (a dense formulation's work grows by about that much)::
 
     python benchmarks/padding_modes.py                  # "auto", 5 layers, 15 rounds
     python benchmarks/padding_modes.py --methods auto phase dilated vjp --rounds 25
@@ -72,6 +75,15 @@ def measure(layer, method: str, rounds: int) -> dict[str, dict[str, float]]:
             for mode, (f, b) in samples.items()}
 
 
+def uncropped_area(layer) -> float:
+    """prod((o + lo + hi) / o): the uncropped output's area over the output's."""
+    ratio = 1.0
+    for i, k in zip(layer.i, layer.k):
+        o = (i - 1) * layer.s - 2 * layer.p + k + layer.op
+        ratio *= (o + 2 * layer.p) / o
+    return ratio
+
+
 def geomean(values) -> float:
     values = list(values)
     return math.exp(sum(map(math.log, values)) / len(values))
@@ -98,22 +110,23 @@ def main(argv=None) -> None:
     report: dict = {"machine": machine, "rounds": args.rounds, "results": {}}
     for method in args.methods:
         print(f"\nmethod={method!r}: time with the mode / time with 'zeros'")
-        print("| layer | " + " | ".join(f"{m} fwd | {m} fwd+bwd" for m in MODES[1:])
+        print("| layer | uncropped / o | " + " | ".join(f"{m} fwd | {m} fwd+bwd" for m in MODES[1:])
               + " | zeros fwd ms | zeros fwd+bwd ms |")
-        print("|---|" + "---:|" * (2 * len(MODES) - 2 + 2))
+        print("|---|" + "---:|" * (2 * len(MODES) - 2 + 3))
         rows = {}
         for name in args.layers:
             t = measure(by_name[name], method, args.rounds)
             ratios = {m: {k: t[m][k] / t["zeros"][k] for k in ("fwd_ms", "fwd_bwd_ms")}
                       for m in MODES[1:]}
-            rows[name] = {"ms": t, "ratio": ratios}
-            print(f"| {name} | " + " | ".join(f"{ratios[m]['fwd_ms']:.2f} | "
+            area = uncropped_area(by_name[name])
+            rows[name] = {"ms": t, "ratio": ratios, "uncropped_area": area}
+            print(f"| {name} | {area:.2f} | " + " | ".join(f"{ratios[m]['fwd_ms']:.2f} | "
                                             f"{ratios[m]['fwd_bwd_ms']:.2f}" for m in MODES[1:])
                   + f" | {t['zeros']['fwd_ms']:.2f} | {t['zeros']['fwd_bwd_ms']:.2f} |",
                   flush=True)
         means = {m: {k: geomean(r["ratio"][m][k] for r in rows.values())
                      for k in ("fwd_ms", "fwd_bwd_ms")} for m in MODES[1:]}
-        print("| **geometric mean** | " + " | ".join(
+        print("| **geometric mean** | | " + " | ".join(
             f"**{means[m]['fwd_ms']:.2f}** | **{means[m]['fwd_bwd_ms']:.2f}**" for m in MODES[1:])
             + " | | |")
         report["results"][method] = {"layers": rows, "geomean": means}

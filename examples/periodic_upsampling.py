@@ -160,7 +160,7 @@ def draw(path, results, x, y, factor):
     ax.set_title("error near the seam and inside", fontsize=10)
     fig.suptitle(f"{factor}x super-resolution of periodic fields with ConvTranspose layers: "
                  f"zero padding vs circular", fontsize=12)
-    return _common.save_figure(fig, path)
+    return _common.save_figure(fig, path, dpi=80)
 
 
 def main(argv=None) -> dict:
