@@ -19,7 +19,21 @@ that is jax_tconv's ConvTranspose with padding ``(D - a, D - b)``, the kernel
 flipped and its channel axes swapped for ``transpose_kernel=False`` and taken
 as is for ``True``. A negative high padding ``D - b`` becomes
 ``output_padding``; what cannot be expressed (``a > D``, ``b - D >=
-max(stride, dilation)``, ``'CIRCULAR'``) raises a ValueError.
+max(stride, dilation)``) raises a ValueError.
+
+Flax's ``padding='CIRCULAR'`` runs the 'VALID' transposed convolution (the
+whole uncropped output, size ``(i - 1)*s + D + 1``, zero-extended to ``i*s``
+if shorter) and wraps it around with period ``P = i*s``, after shifting it by
+``P - ceil(e/2)`` (``transpose_kernel=True``) or ``P - floor(e/2)``
+(``False``), ``e = D + 1 - s`` the overhang. That is exactly the adjoint of a
+circular convolution of an input of size ``P`` with stride ``s`` and padding
+``(ceil(e/2), floor(e/2))`` (``False``: ``(floor(e/2), ceil(e/2))``), i.e.
+jax_tconv's ConvTranspose with that padding and ``padding_mode='circular'``
+(``e <= 0``: no padding, ``output_padding = -e``, nothing wraps) -- as long
+as each padding is at most ``P`` (``e <= 2P``), PyTorch's circular rule,
+which the layer checks on each input. Below that Flax wraps the border
+around several times, which no single circular padding does, and the layer
+refuses the input.
 
 Equinox (`from_equinox`): ``equinox.nn.ConvTranspose`` is the same kind of
 correlation: the stride-dilated input, zero-padded by ``(a, b)`` (computed
@@ -178,11 +192,6 @@ def _broadcast(value, n):
 def _flax_pads(padding, k_eff, s, n) -> list[tuple[int, int]]:
     """The ``(a, b)`` padding lax.conv_transpose applies to the stride-dilated input."""
     if isinstance(padding, str):
-        if padding == "CIRCULAR":
-            raise ValueError(
-                "from_flax: padding='CIRCULAR' (periodic) has no jax_tconv ConvTranspose "
-                "equivalent, which pads with zeros."
-            )
         if padding == "SAME":  # lax's forward-SAME rule, per dimension
             pairs = []
             for kj, sj in zip(k_eff, s):
@@ -229,9 +238,14 @@ def from_flax(module: Any, *, params: Mapping[str, ArrayLike] | None = None,
       ``{'params': params}`` (linen) or `load_params` (nnx); the outputs equal
       the Flax module's. A ``mask`` is multiplied into the kernel.
 
+    ``padding='CIRCULAR'`` becomes ``padding_mode='circular'`` with the padding
+    that makes it the same operator (module docstring); the layer then refuses
+    inputs so small (``i*s`` under half the overhang) that Flax wraps the
+    border around more than once.
+
     Raises:
-      ValueError: the configuration has no equivalent (circular padding, padding
-        beyond the reach of the kernel, ``preferred_element_type``), or `api`.
+      ValueError: the configuration has no equivalent (padding beyond the reach
+        of the kernel, ``preferred_element_type``), or `api`.
 
     Example:
       >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -263,12 +277,17 @@ def from_flax(module: Any, *, params: Mapping[str, ArrayLike] | None = None,
     n = len(k)
     s, d = _broadcast(module.strides, n), _broadcast(module.kernel_dilation, n)
     kernel = _flax_kernel(module, kernel, n)
-    padding, output_padding = _flax_padding(module.padding, k, s, d)
+    if module.padding == "CIRCULAR":
+        padding, output_padding = _flax_circular(k, s, d, module.transpose_kernel)
+        mode = "circular"
+    else:
+        padding, output_padding = _flax_padding(module.padding, k, s, d)
+        mode = "zeros"
 
     kwargs: dict[str, Any] = dict(
-        kernel_size=k, strides=s, padding=padding, output_padding=output_padding, dilation=d,
-        use_bias=module.use_bias, dtype=module.dtype, param_dtype=module.param_dtype,
-        precision=module.precision)
+        kernel_size=k, strides=s, padding=padding, padding_mode=mode,
+        output_padding=output_padding, dilation=d, use_bias=module.use_bias,
+        dtype=module.dtype, param_dtype=module.param_dtype, precision=module.precision)
     if api == "linen":
         kwargs = dict(features=features, **kwargs)
     else:
@@ -331,6 +350,28 @@ def _from_dilated_padding(fn: str, what: str, pairs, k, s, d):
             )
         pads.append((lo, hi))
         output_padding.append(op)
+    return tuple(pads), tuple(output_padding)
+
+
+def _flax_circular(k, s, d, transpose_kernel) -> tuple[tuple[tuple[int, int], ...],
+                                                      tuple[int, ...]]:
+    """Step 3, ``padding='CIRCULAR'``: the circular padding whose adjoint Flax computes.
+
+    Per dimension the overhang ``e = d*(k - 1) + 1 - s`` of the uncropped output
+    beyond the period ``i*s`` is split as Flax shifts it (module docstring):
+    ``(ceil(e/2), floor(e/2))`` for ``transpose_kernel=True``, the other way
+    round for False; a negative ``e`` is output padding instead.
+    """
+    pads, output_padding = [], []
+    for kj, sj, dj in zip(k, s, d):
+        e = dj * (kj - 1) + 1 - sj
+        if e <= 0:
+            pads.append((0, 0))
+            output_padding.append(-e)
+            continue
+        big, small = (e + 1) // 2, e // 2
+        pads.append((big, small) if transpose_kernel else (small, big))
+        output_padding.append(0)
     return tuple(pads), tuple(output_padding)
 
 

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 
 from jax_tconv import _api, _checks
 from jax_tconv._conv import apply_conv
-from jax_tconv._resize import resize_conv
+from jax_tconv._resize import resize_conv, resize_geometry
 from jax_tconv._spec import ConvSpec, Pairs, Spec, conv_spec, transpose_spec
 from jax_tconv._spec import _padding_pairs as padding_pairs
 from jax_tconv.nn._shuffle import pixel_shuffle
@@ -68,6 +68,7 @@ class TransposeConfig:
     dtype: Any
     method: str = "auto"
     resize_method: Any = None
+    padding_mode: str = "zeros"
 
     @property
     def num_spatial(self) -> int:
@@ -77,13 +78,16 @@ class TransposeConfig:
         """The transposed convolution's `Spec` for `x` ``(N, *i, C_in)``; errors name the layer.
 
         `kernel_shape` is the ConvTranspose kernel's ``(*k, features // groups, C_in)``.
+        A ResizeConv's spec sets only the output size: its padding mode applies
+        to its own convolution (`resize_conv_layer`), so the spec pads with zeros.
         """
         w = jax.ShapeDtypeStruct(tuple(kernel_shape), x.dtype)
+        mode = self.padding_mode if self.resize_method is None else "zeros"
         return transpose_spec(self.name, x, w, strides=self.strides, padding=self.padding,
                               output_padding=self.output_padding, output_shape=output_shape,
                               dilation=self.dilation, groups=self.groups,
                               dimension_numbers=None, precision=self.precision,
-                              preferred_element_type=None)
+                              preferred_element_type=None, padding_mode=mode)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,13 +141,14 @@ def _check_resize_method(name: str, resize_method) -> None:
 
 def transpose_config(name, *, features, kernel_size, strides, padding, output_padding,
                      dilation, groups, precision, dtype, method="auto",
-                     resize_method=None) -> TransposeConfig:
+                     resize_method=None, padding_mode="zeros") -> TransposeConfig:
     """Normalise a ConvTranspose/ResizeConv configuration (no input needed)."""
     return TransposeConfig(name, _checks.positive_int(name, "features", features),
                            _checks.kernel_size(name, kernel_size), freeze(strides),
                            freeze(padding), freeze(output_padding), freeze(dilation),
                            _checks.positive_int(name, "groups", groups), freeze(precision),
-                           dtype, method, resize_method)
+                           dtype, method, resize_method,
+                           _checks.padding_mode(name, padding_mode))
 
 
 def sub_pixel_config(name, *, features, kernel_size, upscale_factor, padding, dilation, groups,
@@ -335,14 +340,19 @@ def conv_transpose_layer(config: TransposeConfig, x, kernel, bias, *, output_sha
 def resize_conv_layer(config: TransposeConfig, x, kernel, bias, *, output_shape=None):
     """Resize by the strides, then an ordinary stride-1 conv, to ConvTranspose's size.
 
-    `kernel` is ``(*k, C_in // groups, C_out)``; see `jax_tconv._resize` for the padding.
+    `kernel` is ``(*k, C_in // groups, C_out)``; see `jax_tconv._resize` for the padding,
+    which the layer's padding mode fills (a negative amount, a crop, is none).
     """
     x, batch = _prepare(config, x, kernel.shape[-2] * config.groups)
     output_shape = _flat_output_shape(config.name, output_shape, batch, config.num_spatial)
     x, kernel, bias = _promote(config.dtype, x, kernel, bias)
     g = config.groups
     spec = config.spec(x, (*config.kernel_size, config.features // g, x.shape[-1]), output_shape)
-    y = _add_bias(resize_conv(x, kernel, spec, resize_method=config.resize_method), bias)
+    if config.padding_mode != "zeros":
+        size, pads = resize_geometry(spec)   # a negative amount crops: no mode involved
+        _checks.mode_padding(config.name, config.padding_mode, pads, size, "the resized input")
+    y = _add_bias(resize_conv(x, kernel, spec, resize_method=config.resize_method,
+                              padding_mode=config.padding_mode), bias)
     return y.reshape(*batch, *y.shape[1:])
 
 
