@@ -112,11 +112,11 @@ def _draw(r: random.Random) -> dict | None:
     else:
         groups = cin = r.randint(1, 3)
         cout = cin * r.randint(1, 2)
-    letters = "".join(r.sample("DHW"[3 - nd:], nd))     # lax's spatial order: the kernel's
-    io, kernel = list("NC" + letters), list("OI" + letters)
+    spatial = "".join(r.sample("DHW"[3 - nd:], nd))
+    io, kernel = list("NC" + spatial), list("OI" + spatial)
     r.shuffle(io)
-    r.shuffle(kernel)
-    out = list("NC" + letters)
+    r.shuffle(kernel)              # its spatial letters' order is lax's spatial order
+    out = list("NC" + spatial)
     r.shuffle(out)
     return dict(i=i, k=k, s=s, d=d, padding=padding, op=op, output_shape=output_shape,
                 groups=groups, cin=cin, cout=cout, batch=r.choice([1, 2, 2, 1, 2, 0]),
@@ -297,7 +297,8 @@ def draw_window(seed: int, n: int) -> dict:
         for _ in range(nd):
             if r.random() < 0.6:                       # near a group dimension
                 kj = r.randint(2, 4)
-                dims.append(dict(k=kj, n=r.randint(1, 6), s=max(1, kj - 1 + r.choice([0, 0, -1, 1])),
+                dims.append(dict(k=kj, n=r.randint(1, 6),
+                                 s=max(1, kj - 1 + r.choice([0, 0, -1, 1])),
                                  dl=kj + r.choice([0, 0, 0, -1, 1]),
                                  pad=r.choice([[0, 0]] * 4 + [[0, 1], [1, 0]]),
                                  dr=r.choice([1, 1, 1, 2])))
@@ -417,7 +418,7 @@ def supervise(a):
     if a.windows:
         aborted = {x["n"] for x in aborts}
         cases = {r["n"]: r["case"] for r in records if "case" in r}
-        from jax_tconv._operand_swap import swap_aborts   # noqa: E402 (after the hunt)
+        from jax_tconv._operand_swap import swap_aborts  # the supervisor imports JAX last
 
         predicted = {n for n, c in cases.items() if swap_aborts(window_of(c))}
         summary.update(predicted=len(predicted), predicted_and_aborted=len(predicted & aborted),

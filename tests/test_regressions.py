@@ -184,7 +184,8 @@ for specs in [("NHWC", "HWIO", "NHWC"), ("NCHW", "OIHW", "NCHW"), ("NCWH", "OWHI
     x_ = np.transpose(xc, (0, 1, *(2 + j for j in order)))     # canonical, in lax's order
     w_ = np.transpose(wc, (0, 1, *(2 + j for j in order)))
     to = lambda a, frm, spec: np.asarray(a).transpose([frm.index(c) for c in spec])
-    x, w = to(x_, "NC" + sp, specs[2]).astype(np.float32), to(w_, "OI" + sp, specs[1]).astype(np.float32)
+    x = to(x_, "NC" + sp, specs[2]).astype(np.float32)
+    w = to(w_, "OI" + sp, specs[1]).astype(np.float32)
     geometry = dict(strides=s, padding=pad, output_padding=(0, 0), dilation=(1, 1))
     y_ref = conv_transpose_reference(x_, w_, **geometry)
     g_ = rng.standard_normal(y_ref.shape)
