@@ -21,6 +21,7 @@ reference, and their JVP and second order with "matmul"'s (no convolution at all
     python tests/crash_hunt.py --count 5000 --seed 1 --log /tmp/hunt.jsonl
     python tests/crash_hunt.py --replay /tmp/hunt.jsonl --index 123      # in this process
     python tests/crash_hunt.py --windows --count 1000 --seed 1           # the predicate
+    python tests/crash_hunt.py --at-risk --count 300 --seed 31           # guarded cases only
 
 ``--windows`` checks jax_tconv._operand_swap.swap_aborts against XLA itself: it compiles
 single lax.conv_general_dilated calls drawn around the predicate's boundaries and
@@ -64,14 +65,18 @@ FIXED = [
 # Drawing configurations (pure Python: the supervisor does not import JAX).
 
 
-def draw(seed: int, n: int) -> dict:
-    """Configuration number `n` of the hunt with this seed: a function of (seed, n) alone."""
+def draw(seed: int, n: int, at_risk: bool = False) -> dict:
+    """Configuration number `n` of the hunt with this seed: a function of (seed, n) alone.
+
+    With `at_risk`, only configurations the operand-swap guard applies to (drawn the
+    same way, the others rejected; this imports JAX).
+    """
     if n < len(FIXED):
         return dict(FIXED[n])
     r = random.Random(f"jax_tconv-hunt:{seed}:{n}")
     while True:
         case = _draw(r)
-        if case is not None:
+        if case is not None and (not at_risk or _extension(case) is not None):
             return case
 
 
@@ -211,28 +216,46 @@ def run_case(case, methods=METHODS, passes=PASSES):
     return _check_guarded(case, methods)
 
 
+def _spec(case):
+    import jax
+    import jax.numpy as jnp
+
+    from jax_tconv._spec import transpose_spec
+
+    sp, (lhs, rhs, out) = letters(case), case["specs"]
+    x_sizes = dict(zip("NC" + sp, (case["batch"], case["cin"], *case["i"])))
+    w_sizes = dict(zip("OI" + sp, (case["cin"], case["cout"] // case["groups"], *case["k"])))
+    kw = _kwargs(case)
+    return transpose_spec(
+        "hunt", jax.ShapeDtypeStruct(tuple(x_sizes[c] for c in out), jnp.float32),
+        jax.ShapeDtypeStruct(tuple(w_sizes[c] for c in rhs), jnp.float32),
+        output_padding=kw.get("output_padding", 0), output_shape=kw.get("output_shape"),
+        precision=None, preferred_element_type=None,
+        **{a: kw[a] for a in ("strides", "padding", "dilation", "groups", "dimension_numbers")})
+
+
+def _extension(case):
+    from jax_tconv._operand_swap import extension
+
+    return extension(_spec(case))
+
+
 def _check_guarded(case, methods):
-    """Where the guard applies: forward and VJP of every method against the reference."""
+    """Where the guard applies: forward and VJP of every method against the reference,
+    JVP and second order against "matmul"."""
     import jax
     import numpy as np
 
     import jax_tconv
-    from jax_tconv._api import transpose_spec
-    from jax_tconv._operand_swap import extension
     from jax_tconv.reference import conv_transpose_reference, conv_transpose_reference_vjp
 
+    spec = _spec(case)
+    ext = _extension(case)
+    if ext is None:
+        return None
     dtype = "complex64" if case["dtype"] == "complex64" else "float32"
     x, w, xc, wc = _arrays(case, dtype)
     kw = _kwargs(case)
-    spec = transpose_spec("hunt", jax.numpy.asarray(x), jax.numpy.asarray(w),
-                          output_padding=kw.get("output_padding", 0),
-                          output_shape=kw.get("output_shape"), precision=None,
-                          preferred_element_type=None,
-                          **{a: kw[a] for a in ("strides", "padding", "dilation", "groups",
-                                                "dimension_numbers")})
-    ext = extension(spec)
-    if ext is None:
-        return None
     lhs, rhs, out = case["specs"]
     sp = letters(case)
     geometry = dict(strides=spec.strides, padding=spec.padding,
@@ -346,8 +369,9 @@ def run_window(c):
 def worker(a):
     log = open(a.log, "a")
     for n in range(a.start, a.count):
-        case = draw_window(a.seed, n) if a.windows else draw(a.seed, n)
-        log.write(json.dumps({"n": n, "seed": a.seed, "windows": a.windows, "case": case}) + "\n")
+        case = draw_window(a.seed, n) if a.windows else draw(a.seed, n, a.at_risk)
+        log.write(json.dumps({"n": n, "seed": a.seed, "windows": a.windows,
+                              "at_risk": a.at_risk, "case": case}) + "\n")
         log.flush()                 # in the OS's hands: an abort cannot lose it
         try:
             guarded = run_window(case) if a.windows else run_case(case)
@@ -393,7 +417,8 @@ def supervise(a):
     open(a.log, "w").close()
     t0, start, aborts, restarts = time.perf_counter(), 0, [], 0
     cmd = [sys.executable, __file__, "--worker", "--seed", str(a.seed), "--count", str(a.count),
-           "--log", a.log] + (["--windows"] if a.windows else [])
+           "--log", a.log] + (["--windows"] if a.windows else []) + (
+           ["--at-risk"] if a.at_risk else [])
     while True:
         proc = subprocess.run(cmd + ["--start", str(start)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True, env=_env(a))
@@ -414,7 +439,7 @@ def supervise(a):
     seconds = time.perf_counter() - t0
     summary = dict(configs=a.count, aborts=len(aborts), errors=len(errors),
                    guarded=len(guarded), seconds=round(seconds, 1), seed=a.seed,
-                   xla_flags=_env(a).get("XLA_FLAGS", ""))
+                   at_risk=a.at_risk, xla_flags=_env(a).get("XLA_FLAGS", ""))
     if a.windows:
         aborted = {x["n"] for x in aborts}
         cases = {r["n"]: r["case"] for r in records if "case" in r}
@@ -441,6 +466,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log", help="JSON-lines record of every case (default: a new file here)")
     p.add_argument("--windows", action="store_true", help="check swap_aborts against XLA")
+    p.add_argument("--at-risk", action="store_true",
+                   help="draw only configurations the operand-swap guard applies to")
     p.add_argument("--no-split", action="store_true", help="do not attribute aborts to pairs")
     p.add_argument("--xla-defaults", action="store_true",
                    help=f"run the workers without {FAST_XLA_FLAGS}")
