@@ -36,6 +36,7 @@ import json
 import math
 import os
 import random
+import resource
 import subprocess
 import sys
 import time
@@ -222,7 +223,7 @@ def _spec(case):
 
     from jax_tconv._spec import transpose_spec
 
-    sp, (lhs, rhs, out) = letters(case), case["specs"]
+    sp, (_, rhs, out) = letters(case), case["specs"]
     x_sizes = dict(zip("NC" + sp, (case["batch"], case["cin"], *case["i"])))
     w_sizes = dict(zip("OI" + sp, (case["cin"], case["cout"] // case["groups"], *case["k"])))
     kw = _kwargs(case)
@@ -437,8 +438,10 @@ def supervise(a):
     errors = [r for r in records if "error" in r]
     guarded = [r for r in records if "guarded" in r]
     seconds = time.perf_counter() - t0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)     # the workers' (and splits') CPU
     summary = dict(configs=a.count, aborts=len(aborts), errors=len(errors),
-                   guarded=len(guarded), seconds=round(seconds, 1), seed=a.seed,
+                   guarded=len(guarded), seconds=round(seconds, 1),
+                   cpu_seconds=round(usage.ru_utime + usage.ru_stime, 1), seed=a.seed,
                    at_risk=a.at_risk, xla_flags=_env(a).get("XLA_FLAGS", ""))
     if a.windows:
         aborted = {x["n"] for x in aborts}
