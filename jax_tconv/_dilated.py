@@ -10,6 +10,11 @@ Per spatial dimension, with the kernel flipped and its channel axes swapped
 
 Step 1 makes ``(s^n - 1) / s^n`` of the multiply-adds multiply a zero; that is
 the waste the phase formulation removes.
+
+XLA folds the zero insertion into its convolution as a base dilation, which on
+some valid shapes meets the operand swap XLA:CPU aborts on (docs/xla-aborts.md);
+there the padding of step 2 grows by a row and the extra output row is cropped
+(jax_tconv._operand_swap), which keeps this formulation's own derivatives clear too.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ from __future__ import annotations
 from jax import lax
 
 from jax_tconv._layout import transposed_kernel
+from jax_tconv._operand_swap import avoid_operand_swap
 from jax_tconv._spec import Spec
 
 
+@avoid_operand_swap
 def transpose_by_dilation(x, w, spec: Spec):
     pads = [(0, 0, 0)] * x.ndim
     for axis, k, s, d, (lo, hi), op in zip(spec.dn.out_spec[2:], spec.kernel_size, spec.strides,

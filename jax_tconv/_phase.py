@@ -29,7 +29,11 @@ Neither form inserts zeros into the input: every convolution here has stride 1
 and no input dilation. Nor do the derivatives (`adjoint_derivatives`): the input
 gradient is the strided forward conv and the kernel gradient either its kernel
 VJP or the per-tap products of `kernel_gradient` (tests/test_phase.py checks
-the lowered programs of the forward pass and both gradients).
+the lowered programs of the forward pass and both gradients). Their second
+derivatives do hold input-dilated convolutions (JAX's transposes of the forward
+conv); on the shapes where XLA:CPU would abort on one of those,
+`adjoint_derivatives` runs this formulation on a zero-extended geometry and
+crops the result (docs/xla-aborts.md).
 """
 
 from __future__ import annotations

@@ -10,10 +10,16 @@ in w is `kernel_tangent`, written as the transpose of the forward conv's
 kernel gradient, so a reverse-mode kernel gradient is exactly that: the
 kernel VJP of the forward conv at (g, x). Left to JAX, the kernel gradient
 would be the kernel-transpose of the pullback's input-dilated convolution,
-which (a) XLA:CPU (jax 0.10.2) aborts on with a CHECK failure in its algebraic
-simplifier for some valid shapes (e.g. 2-D, k=(3, 4), s=(3, 2),
-padding=(2, 3), output_padding=(1, 0), 3x3 input; tests/test_xla_crash.py
-hunts for such shapes) and (b) runs several times slower on CPU.
+which runs several times slower on XLA:CPU.
+
+An XLA abort, avoided. The pullback is an input-dilated convolution, and on
+some valid shapes XLA:CPU's operand swap turns it, or a convolution among the
+derivatives (the forward conv's transposes, and theirs), into an invalid one
+and aborts the process (docs/xla-aborts.md). On those shapes
+`adjoint_derivatives` (so "vjp", "phase" and "auto") computes the same result
+from the forward conv read on an input a zero row larger, and crops that row
+(jax_tconv._operand_swap): the VJP is still JAX's, of that larger conv, and
+every derivative is built from it.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
+from jax_tconv._operand_swap import avoid_operand_swap
 from jax_tconv._spec import Spec
 
 
@@ -44,6 +51,10 @@ def adjoint_derivatives(primal, *, kernel_gradient=None):
     same ∂/∂w <T(x, w), g>). Neither multiplies an inserted zero, and XLA:CPU
     runs both far faster than JAX's transposes of the formulations themselves
     (README: Performance).
+
+    Where a convolution among C's transposes would make XLA abort, the result
+    is ``crop(f(x, w, Ŝ))`` with Ŝ the spec of C on a zero-extended input
+    (`avoid_operand_swap`), so C, its VJPs and their derivatives are Ŝ's.
     """
     f = jax.custom_jvp(primal, nondiff_argnums=(2,))
     gradient = kernel_gradient or conv_kernel_gradient
@@ -60,7 +71,7 @@ def adjoint_derivatives(primal, *, kernel_gradient=None):
         return y, dy
 
     f.defjvp(jvp, symbolic_zeros=True)
-    return f
+    return avoid_operand_swap(f)
 
 
 def pullback(x, w, spec: Spec):

@@ -12,17 +12,49 @@ def transform(request):
 
 # Hypothesis profiles (tests/test_properties.py). "ci" is the default: fixed seeds
 # (derandomize) so the default suite is reproducible and fast on a 2-core CPU.
-# JAX_TCONV_HYPOTHESIS_PROFILE=long runs a randomised hunt (about 20 minutes there).
+# JAX_TCONV_HYPOTHESIS_PROFILE=long runs a randomised hunt (about 20 minutes there), from one
+# seed for the whole run: JAX_TCONV_HYPOTHESIS_SEED, or --hypothesis-seed, or else drawn
+# here, printed in the header and handed to every xdist worker. The same seed draws the same
+# examples for each test (the long profile keeps no example database, which would replay old
+# failures first). JAX_TCONV_EXAMPLE_LOG=DIR records each example before it runs
+# (test_properties.py), so that one which aborts the process can be replayed exactly.
+# docs/xla-aborts.md has the commands.
 import os  # noqa: E402
+import random  # noqa: E402
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 
+SEED_VAR = "JAX_TCONV_HYPOTHESIS_SEED"
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
 settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True,
                           suppress_health_check=_SLOW_OK, print_blob=True)
-settings.register_profile("long", max_examples=500, deadline=None,
+settings.register_profile("long", max_examples=500, deadline=None, database=None,
                           suppress_health_check=_SLOW_OK, print_blob=True)
 settings.load_profile(os.environ.get("JAX_TCONV_HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """Fix the long profile's seed before Hypothesis's plugin reads --hypothesis-seed; xdist
+    workers receive the controller's options, so all of them use it."""
+    if settings.get_current_profile_name() != "long":
+        return
+    seed = getattr(config.option, "hypothesis_seed", None)
+    if seed is None:
+        seed = os.environ.get(SEED_VAR) or str(random.SystemRandom().randrange(2**32))
+        config.option.hypothesis_seed = seed
+    os.environ[SEED_VAR] = str(seed)
+
+
+def pytest_report_header(config):
+    profile = settings.get_current_profile_name()
+    if profile != "long":
+        return f"jax_tconv: hypothesis profile {profile!r} (derandomized)"
+    log = os.environ.get("JAX_TCONV_EXAMPLE_LOG")
+    return (f"jax_tconv: hypothesis profile 'long', seed {os.environ[SEED_VAR]} (rerun the "
+            f"same draws with {SEED_VAR}={os.environ[SEED_VAR]}); "
+            + (f"examples recorded under {log}" if log else
+               "set JAX_TCONV_EXAMPLE_LOG=DIR to record each example before it runs"))
 
 
 # Scripts that live beside the tests (fixture writers, subprocess helpers) are not test

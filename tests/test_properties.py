@@ -17,6 +17,14 @@ with the function's name.
 
 Profiles live in tests/conftest.py: "ci" (default) and "long"
 (``JAX_TCONV_HYPOTHESIS_PROFILE=long``).
+
+Replaying a run. An example that aborts the process (an XLA CHECK failure) takes its
+xdist worker down before Hypothesis can report it. With ``JAX_TCONV_EXAMPLE_LOG=DIR``
+every example is appended to ``DIR/<worker>.jsonl`` (one JSON line, flushed) before it
+runs, as Python source that rebuilds it, with the run's seed; the last line of the
+crashed worker's file is the example that crashed. ``JAX_TCONV_REPLAY=FILE[:LINE]``
+(default: the last line) runs only that example, of only its test. docs/xla-aborts.md
+has the commands.
 """
 
 from __future__ import annotations
@@ -24,13 +32,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
+import os
+import pathlib
 
 import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, note, settings
+from hypothesis import Phase, given, note, settings
 
 import jax_tconv
 from jax_tconv.reference import conv_transpose_reference, conv_transpose_reference_vjp
@@ -42,6 +53,78 @@ FUNCTIONS = {m: getattr(jax_tconv, f"conv_transpose_{m}") for m in jax_tconv.MET
 def examples(fraction):
     """A share of the loaded profile's max_examples (conftest.py loads it before import)."""
     return max(1, int(settings.default.max_examples * fraction))
+
+
+# ----------------------------------------------------------------------------
+# Recording and replaying examples.
+
+EXAMPLE_LOG = os.environ.get("JAX_TCONV_EXAMPLE_LOG")
+REPLAY = os.environ.get("JAX_TCONV_REPLAY")
+
+
+def source(value) -> str:
+    """Python source that rebuilds `value` (evaluated by `rebuild`)."""
+    if isinstance(value, Config):
+        return repr(value)          # a dataclass of ints, strings and tuples of them
+    if isinstance(value, np.ndarray | jax.Array):
+        module = "jnp" if isinstance(value, jax.Array) else "np"
+        return f"{module}.asarray({np.asarray(value).tolist()!r}, dtype={str(value.dtype)!r})"
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, tuple):
+        return "(" + "".join(f"{source(v)}, " for v in value) + ")"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(source, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{source(k)}: {source(v)}" for k, v in value.items()) + "}"
+    return repr(value)              # None, bool, int, float, str, NumPy scalars
+
+
+def rebuild(text: str):
+    import numpy
+
+    names = dict(Config=Config, np=np, numpy=numpy, jnp=jnp, jax=jax,
+                 nan=float("nan"), inf=float("inf"))
+    return eval(text, names)        # noqa: S307 (our own record)
+
+
+def _record(test: str, kwargs: dict) -> None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    path = pathlib.Path(EXAMPLE_LOG) / f"{worker}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = dict(test=test, seed=os.environ.get("JAX_TCONV_HYPOTHESIS_SEED"),
+                profile=settings.get_current_profile_name(),
+                example={k: source(v) for k, v in kwargs.items()})
+    with open(path, "a") as f:      # appended and closed: in the OS's hands before the run
+        f.write(json.dumps(line) + "\n")
+
+
+def _replay_record() -> dict:
+    path, _, line = REPLAY.partition(":")
+    lines = [x for x in pathlib.Path(path).read_text().splitlines() if x.strip()]
+    return json.loads(lines[int(line) - 1] if line else lines[-1])
+
+
+def replayable(test):
+    """Record each example of the Hypothesis test `test` before it runs (JAX_TCONV_EXAMPLE_LOG);
+    under JAX_TCONV_REPLAY, replace it by a run of the one recorded example, or skip it."""
+    inner = test.hypothesis.inner_test
+    if EXAMPLE_LOG:
+        @functools.wraps(inner)
+        def recorded(**kwargs):
+            _record(test.__name__, kwargs)
+            return inner(**kwargs)
+        test.hypothesis.inner_test = recorded
+    if not REPLAY:
+        return test
+    record = _replay_record()
+    if record["test"] != test.__name__:
+        return pytest.mark.skip(reason=f"JAX_TCONV_REPLAY replays {record['test']}")(test)
+    drawn = {k: st.just(rebuild(v)) for k, v in record["example"].items()}
+    replay = settings(max_examples=1, database=None, phases=[Phase.generate])(
+        given(**drawn)(inner))
+    replay.__name__ = test.__name__
+    return replay
 
 
 # ----------------------------------------------------------------------------
@@ -276,6 +359,7 @@ def assert_close(actual, expected, tol):
 # Properties of valid configurations.
 
 
+@replayable
 @settings(max_examples=examples(1.0))
 @given(cfg=configs())
 def test_shape_and_values_match_reference(cfg):
@@ -292,6 +376,7 @@ def test_shape_and_values_match_reference(cfg):
             assert_close(y, expected, cfg.tol)
 
 
+@replayable
 @settings(max_examples=examples(0.5))
 @given(cfg=configs())
 def test_gradients_match_reference(cfg):
@@ -308,6 +393,7 @@ def test_gradients_match_reference(cfg):
             assert_close(dw, ref_dw, cfg.tol)
 
 
+@replayable
 @settings(max_examples=examples(0.6))
 @given(cfg=configs())
 def test_adjoint_identity(cfg):
@@ -331,6 +417,7 @@ def test_adjoint_identity(cfg):
             assert abs(lhs - rhs) <= cfg.tol * bound + 1e-30, (method, lhs, rhs)
 
 
+@replayable
 @settings(max_examples=examples(0.4))
 @given(cfg=configs())
 def test_jit_equals_eager(cfg):
@@ -344,6 +431,7 @@ def test_jit_equals_eager(cfg):
             assert_close(jitted, eager, cfg.tol / 10)
 
 
+@replayable
 @settings(max_examples=examples(0.4))
 @given(cfg=configs(), axes=st.sampled_from([(0, None), (None, 0), (0, 0)]))
 def test_vmap_equals_loop(cfg, axes):
@@ -538,6 +626,7 @@ def invalid_calls(draw):
     return brk, method, x, w, kw
 
 
+@replayable
 @settings(max_examples=examples(1.5))
 @given(call=invalid_calls(), public=st.booleans())
 def test_invalid_configurations_raise_our_error(call, public):

@@ -163,3 +163,54 @@ def test_preferred_element_type_wider_or_equal_is_accepted(method):
     z = jnp.ones((1, 4, 4, 4), jnp.complex64), jnp.ones((3, 3, 2, 4), jnp.complex64)
     assert jax_tconv.conv_transpose(*z, method=method,
                                     preferred_element_type=jnp.complex64).dtype == jnp.complex64
+
+
+# Issue 15: XLA:CPU aborted the process (a CHECK failure in its algebraic simplifier, where it
+# swaps convolution operands) on this call under "vjp", "dilated" and "auto", forward pass
+# included; the pullback held a group dimension XLA mishandles (docs/xla-aborts.md). Each
+# method runs in a subprocess, so an abort fails the test instead of killing pytest. Layouts:
+# the default, PyTorch's, and a permutation whose spatial order (the kernel spec's) is W, H.
+ISSUE_15 = r"""
+import sys, functools, jax, jax.numpy as jnp, numpy as np, jax_tconv
+from jax_tconv.reference import conv_transpose_reference, conv_transpose_reference_vjp
+method = sys.argv[1]
+rng = np.random.default_rng(15)
+xc = rng.standard_normal((1, 1, 6, 3))       # (N, C_in, H, W)
+wc = rng.standard_normal((1, 2, 2, 4))       # (C_in, C_out, kH, kW)
+for specs in [("NHWC", "HWIO", "NHWC"), ("NCHW", "OIHW", "NCHW"), ("NCWH", "OWHI", "CHWN")]:
+    sp = "".join(c for c in specs[1] if c not in "OI")          # lax's spatial order
+    order = ["HW".index(c) for c in sp]
+    s, pad = [(2, 4)[j] for j in order], [((1, 1), (3, 1))[j] for j in order]
+    x_ = np.transpose(xc, (0, 1, *(2 + j for j in order)))     # canonical, in lax's order
+    w_ = np.transpose(wc, (0, 1, *(2 + j for j in order)))
+    to = lambda a, frm, spec: np.asarray(a).transpose([frm.index(c) for c in spec])
+    x = to(x_, "NC" + sp, specs[2]).astype(np.float32)
+    w = to(w_, "OI" + sp, specs[1]).astype(np.float32)
+    geometry = dict(strides=s, padding=pad, output_padding=(0, 0), dilation=(1, 1))
+    y_ref = conv_transpose_reference(x_, w_, **geometry)
+    g_ = rng.standard_normal(y_ref.shape)
+    dx_ref, dw_ref = conv_transpose_reference_vjp(x_, w_, g_, **geometry)
+    f = functools.partial(jax_tconv.conv_transpose, strides=s, padding=pad,
+                          dimension_numbers=specs, method=method)
+    y, pull = jax.vjp(jax.jit(f), x, w)
+    dx, dw = pull(to(g_, "NC" + sp, specs[0]).astype(np.float32))
+    for name, got, want in [("y", y, to(y_ref, "NC" + sp, specs[0])),
+                            ("dx", dx, to(dx_ref, "NC" + sp, specs[2])),
+                            ("dw", dw, to(dw_ref, "OI" + sp, specs[1]))]:
+        assert got.shape == want.shape, (specs, name, got.shape, want.shape)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=f"{specs} {name}")
+    print(specs, "ok", flush=True)
+"""
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_issue_15_call_does_not_abort(method):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", ISSUE_15, method], capture_output=True,
+                          text=True, timeout=300)
+    check = [line for line in proc.stderr.splitlines() if "Check failed" in line]
+    assert proc.returncode == 0, (
+        f"{method}: rc={proc.returncode}\n{proc.stdout}{(check or [proc.stderr[-3000:]])[0]}")
+    assert proc.stdout.count(" ok") == 3, proc.stdout
