@@ -192,7 +192,7 @@ def _tap_offsets(dp: DimPlan, k, d, lo):
 def fast_kernel_gradient(g, x, spec: Spec):
     """The faster of the two kernel gradients on XLA:CPU, by rank and tap count.
 
-    Measured over the benchmark suite (README: Performance): the per-tap
+    Measured over the benchmark suite (docs/performance.md): the per-tap
     products win on 3-D layers (5-12x) and where each phase holds at most one
     tap (k <= s: U-Net's k2 s2, the k16 s8 audio layer); elsewhere the forward
     conv's kernel VJP is as fast or faster (up to 2x on DCGAN's last layer).

@@ -50,7 +50,7 @@ def adjoint_derivatives(primal, *, kernel_gradient=None):
     ``kernel_gradient(g, x, spec)`` when given (any function computing the
     same ∂/∂w <T(x, w), g>). Neither multiplies an inserted zero, and XLA:CPU
     runs both far faster than JAX's transposes of the formulations themselves
-    (README: Performance).
+    (docs/performance.md).
 
     Where a convolution among C's transposes would make XLA abort, the result
     is ``crop(f(x, w, Ŝ))`` with Ŝ the spec of C on a zero-extended input
