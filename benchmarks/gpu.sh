@@ -8,7 +8,7 @@ out="${1:-bench_out/gpu}"
 py=python3
 if ! "$py" -c 'import jax, sys; sys.exit(jax.default_backend() != "gpu")' 2>/dev/null; then
   "$py" -m venv .venv-gpu
-  .venv-gpu/bin/pip install --quiet -e . "jax[cuda12]>=0.10.2,<0.11"
+  .venv-gpu/bin/pip install --quiet -e . "jax[cuda12]>=0.10.2,<0.13"
   py=.venv-gpu/bin/python
 fi
 "$py" -c 'import jax; print(jax.devices())'

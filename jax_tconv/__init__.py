@@ -25,6 +25,8 @@ from jax_tconv._methods import conv_transpose_dilated as conv_transpose_dilated
 from jax_tconv._methods import conv_transpose_matmul as conv_transpose_matmul
 from jax_tconv._methods import conv_transpose_phase as conv_transpose_phase
 from jax_tconv._methods import conv_transpose_vjp as conv_transpose_vjp
+from jax_tconv._norm import OperatorNorm as OperatorNorm
+from jax_tconv._norm import operator_norm as operator_norm
 from jax_tconv._spec import default_dimension_numbers as default_dimension_numbers
 from jax_tconv._tune import TuneChoice as TuneChoice
 from jax_tconv._tune import tune_choice as tune_choice
@@ -40,6 +42,7 @@ __all__ = [
     "METHODS",
     "MATMUL_MAX_BYTES",
     "AutoChoice",
+    "OperatorNorm",
     "TuneChoice",
     "auto_method",
     "checkerboard",
@@ -56,6 +59,7 @@ __all__ = [
     "initializers",
     "interop",
     "nn",
+    "operator_norm",
     "tune_choice",
     "typing",
 ]

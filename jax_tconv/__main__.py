@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
+from typing import Any
 
 BENCH_FILES = (
-    ("bench.md", "the tables: auto per layer, geometric means, every row"),
-    ("bench.json", "every row: median ms, ratios, GFLOP/s, compile s, temp bytes"),
-    ("bench.png", "time / anchor per layer and contestant (needs matplotlib)"),
+    ("bench.md", "headlines, auto per layer, NCHW / NHWC, geomeans, all rows"),
+    ("bench.json", "every row: ms, ratios, GFLOP/s, % of peak, compile s, temp"),
+    ("bench.png", "time / anchor per layer, layout, contestant (matplotlib)"),
+)
+MODEL_FILES = (
+    ("models.md", "--models: step times, ratios, memory, compile s, agreement"),
+    ("models.json", "--models: every row"),
 )
 
 
@@ -41,7 +46,7 @@ def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
                         help="check only this method (repeatable); default: every method "
                              "and 'auto'")
     sub = parser.add_subparsers(dest="command")
-    files = "\n".join(f"  OUT/{name:<11s} {what}" for name, what in BENCH_FILES)
+    files = "\n".join(f"  OUT/{name:<12s}{what}" for name, what in BENCH_FILES + MODEL_FILES)
     bench = sub.add_parser(
         "bench", formatter_class=_HelpFormatter,
         help="time every method against lax, Flax, PyTorch and the anchor (docs/performance.md)",
@@ -50,21 +55,38 @@ def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
             "lax.conv_transpose, Flax's nn.ConvTranspose, PyTorch's conv_transpose{1,2,3}d "
             "(when torch is installed) and the anchor, the forward strided convolution whose "
             "adjoint the layer is, forward and forward+backward, on a suite of layers from "
-            "DCGAN, U-Net, FCN, 1-D audio and 3-D volumes. Prints the median times and "
-            "ratios, then writes three files."),
+            "DCGAN, U-Net, FCN, 1-D audio and 3-D volumes, in channels-last (NHWC) and "
+            "channels-first (NCHW) layout. Flax's nn.ConvTranspose has no layout option and "
+            "runs channels-last in both; PyTorch runs its native NCHW in both. Every row also "
+            "gives its useful FLOP rate as a share of the machine's matmul peak, measured in "
+            "the same run. With --models: a jitted training step of four small decoders "
+            "(DCGAN, U-Net, 3-D V-Net, 1-D vocoder) instead, jax_tconv's 'auto' in each layout "
+            "against lax, Flax and PyTorch, after checking that all give the same loss and "
+            "gradients. Prints the median times and ratios, then writes the files below."),
         epilog=f"files written to --out:\n{files}\n\nMeasured results: docs/performance.md.")
     bench.add_argument("--layers", default=None,
-                       help="comma-separated substrings of layer names to run (see --list); "
-                            "default: the whole suite")
+                       help="comma-separated substrings of layer (with --models: model) names "
+                            "to run (see --list); default: the whole suite")
+    bench.add_argument("--layout", default="both", choices=["nhwc", "nchw", "both"],
+                       help="the layout of jax_tconv's, lax's and the anchor's arrays: "
+                            "channels-last (NWC/NHWC/NDHWC, kernel (*k, C_out, C_in)), "
+                            "channels-first (NCW/NCHW/NCDHW, PyTorch's kernel (C_in, C_out, *k)), "
+                            "or both; with --models, jax_tconv's only (lax and Flax run "
+                            "channels-last there, PyTorch channels-first)")
+    bench.add_argument("--models", action="store_true",
+                       help="time a training step of whole models (DCGAN generator, U-Net "
+                            "decoder, 3-D V-Net decoder, 1-D vocoder; float32) instead of "
+                            "single layers")
     bench.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                        help="dtype of inputs, kernels and results")
     bench.add_argument("--rounds", type=int, default=15,
                        help="timed rounds per contestant; the median is reported")
     bench.add_argument("--out", default="bench_out",
-                       help="folder for bench.md, bench.json and bench.png (created if missing)")
+                       help="folder for the files listed below (created if missing)")
     bench.add_argument("--no-torch", action="store_true",
                        help="leave PyTorch out (it is left out anyway when not installed)")
-    bench.add_argument("--list", action="store_true", help="list the suite's layers and exit")
+    bench.add_argument("--list", action="store_true",
+                       help="list the suite's layers (with --models: models) and exit")
     _add_tune_command(sub)
     return parser, bench
 
@@ -77,14 +99,32 @@ def main(argv=None) -> int:
 
         from jax_tconv import _bench
 
+        layouts = _bench.LAYOUTS if args.layout == "both" else (args.layout,)
         patterns = args.layers.split(",") if args.layers else []
-        layers = [layer for layer in _bench.SUITE
-                  if not patterns or any(p in layer.name for p in patterns)]
-        if args.list or not layers:
-            print("\n".join(layer.name for layer in _bench.SUITE))
-            return 0 if layers else 2
-        _bench.run(layers, rounds=args.rounds, dtype=getattr(jnp, args.dtype),
-                   with_torch=not args.no_torch, out_dir=args.out)
+        suite: list[Any]
+        if args.models:
+            from jax_tconv import _bench_models
+            suite = _bench_models.suite()
+        else:
+            suite = _bench.SUITE
+        chosen = [item for item in suite if not patterns or any(p in item.name for p in patterns)]
+        if args.list or not chosen:
+            print("\n".join(item.name for item in suite))
+            return 0 if chosen else 2
+        if not args.models:
+            _bench.run(chosen, rounds=args.rounds, dtype=getattr(jnp, args.dtype),
+                       with_torch=not args.no_torch, out_dir=args.out, layouts=layouts)
+            return 0
+        if args.dtype != "float32":
+            print(f"bench --models: runs float32 only (its contestants must agree to 1e-4 "
+                  f"before they are timed), not --dtype {args.dtype}")
+            return 2
+        try:
+            _bench_models.run(chosen, rounds=args.rounds, with_torch=not args.no_torch,
+                              layouts=layouts, out_dir=args.out)
+        except _bench_models.ModelMismatch as e:
+            print(f"bench --models: FAILED, nothing timed: {e}")
+            return 1
         return 0
 
     if args.command == "tune":

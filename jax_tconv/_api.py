@@ -12,6 +12,7 @@ from jax_tconv._checks import METHODS
 from jax_tconv._dilated import transpose_by_dilation
 from jax_tconv._layout import channels_last
 from jax_tconv._matmul import transpose_by_matmul
+from jax_tconv._padding_mode import with_padding_mode
 from jax_tconv._phase import fast_kernel_gradient, transpose_by_phase
 from jax_tconv._phase import plan as phase_plan
 from jax_tconv._spec import Spec, transpose_spec
@@ -29,17 +30,19 @@ __all__ = ["METHODS", "AutoChoice", "apply", "auto_method", "conv_transpose"]
 
 # Each formulation is jitted with the spec static: eager calls reuse one
 # compiled program per configuration, and inside a user's jit it inlines.
+# Padding modes other than 'zeros' (`_padding_mode`): "matmul" builds the mode
+# into its matrix; the others run on the uncropped output and then apply the
+# padding's adjoint, "vjp" by `jax.vjp` of the padding, the rest by the fold.
 _FORMULATIONS = {
-    "vjp": jax.jit(transpose_by_vjp, static_argnums=2),
+    "vjp": jax.jit(with_padding_mode(transpose_by_vjp, adjoint="vjp"), static_argnums=2),
     "matmul": jax.jit(transpose_by_matmul, static_argnums=2),
-    "dilated": jax.jit(transpose_by_dilation, static_argnums=2),
-    "phase": jax.jit(transpose_by_phase, static_argnums=2),
+    "dilated": jax.jit(with_padding_mode(transpose_by_dilation), static_argnums=2),
+    "phase": jax.jit(with_padding_mode(transpose_by_phase), static_argnums=2),
 }
 # "auto": the fastest forward for the configuration, differentiated like "phase".
 _AUTO_FORWARDS = {
-    "dilated": jax.jit(adjoint_derivatives(transpose_by_dilation,
-                                           kernel_gradient=fast_kernel_gradient),
-                       static_argnums=2),
+    "dilated": jax.jit(with_padding_mode(adjoint_derivatives(
+        transpose_by_dilation, kernel_gradient=fast_kernel_gradient)), static_argnums=2),
     "phase": _FORMULATIONS["phase"],
     "vjp": _FORMULATIONS["vjp"],
 }
@@ -63,8 +66,14 @@ def _auto(spec: Spec, backend: str | None = None) -> AutoChoice:
     On CPU the layout is canonicalised first (`channels_last`), so the choice,
     made on the channels-last form, is the same for every `dimension_numbers`
     permutation of one geometry. The table was measured with
-    ``python -m jax_tconv bench`` (docs/performance.md).
+    ``python -m jax_tconv bench`` (docs/performance.md). With a padding mode
+    other than 'zeros' the choice is the one for the uncropped transposed
+    convolution that the formulations run before folding the border back.
     """
+    if spec.padding_mode != "zeros":
+        choice = _auto(spec.uncropped, backend)
+        return choice._replace(reason=choice.reason + f"; then the adjoint of the "
+                               f"{spec.padding_mode!r} padding folds the border back in")
     backend = backend or jax.default_backend()
     if backend == "cpu":
         cl = channels_last(spec)
@@ -91,7 +100,8 @@ def _auto_channels_last(spec: Spec) -> AutoChoice:
 
 
 def auto_method(x: ArrayLike, w: ArrayLike, *, strides: IntOrSequence = 1,
-                padding: Padding = 0, output_padding: IntOrSequence = 0,
+                padding: Padding = 0, padding_mode: str = "zeros",
+                output_padding: IntOrSequence = 0,
                 output_shape: tuple[int, ...] | None = None, dilation: IntOrSequence = 1,
                 groups: int = 1, dimension_numbers: DimensionNumbers = None,
                 precision: Precision = None, preferred_element_type: DTypeLike | None = None,
@@ -117,8 +127,8 @@ def auto_method(x: ArrayLike, w: ArrayLike, *, strides: IntOrSequence = 1,
     """
     spec = transpose_spec(
         "auto_method", _shaped(x), _shaped(w), strides=strides, padding=padding,
-        output_padding=output_padding, output_shape=output_shape, dilation=dilation,
-        groups=groups, dimension_numbers=dimension_numbers, precision=precision,
+        padding_mode=padding_mode, output_padding=output_padding, output_shape=output_shape,
+        dilation=dilation, groups=groups, dimension_numbers=dimension_numbers, precision=precision,
         preferred_element_type=preferred_element_type)
     return _auto(spec, backend)
 
@@ -161,7 +171,8 @@ def transpose(fn: str, method: str, x: ArrayLike, w: ArrayLike, **options) -> ja
 
 
 def conv_transpose(x: ArrayLike, w: ArrayLike, *, strides: IntOrSequence = 1,
-                   padding: Padding = 0, output_padding: IntOrSequence = 0,
+                   padding: Padding = 0, padding_mode: str = "zeros",
+                   output_padding: IntOrSequence = 0,
                    output_shape: tuple[int, ...] | None = None, dilation: IntOrSequence = 1,
                    groups: int = 1, dimension_numbers: DimensionNumbers = None,
                    method: str = "auto", precision: Precision = None,
@@ -187,6 +198,12 @@ def conv_transpose(x: ArrayLike, w: ArrayLike, *, strides: IntOrSequence = 1,
         ``'SAME'`` (strings in any case, as in lax; SAME is the adjoint of the
         forward SAME: ``o = i * s`` unless `output_shape` picks another size
         with ``ceil(o / s) == i``).
+      padding_mode: what the forward conv pads with (PyTorch's
+        ``padding_mode``): ``"zeros"``, ``"circular"`` (wrap around),
+        ``"reflect"`` (mirror, edge not repeated) or ``"replicate"`` (repeat the
+        edge). Then ``C = conv(·, w, padding=..., padding_mode=...)`` and the
+        result is its adjoint: the border of the uncropped output folded back
+        in. 'reflect' needs each padding < ``o``, 'circular' <= ``o``.
       output_padding: extra size at the high end, ``0 <= op < max(s, d)``.
       output_shape: the output's spatial sizes (or full shape) instead of
         `output_padding`; giving a non-zero `output_padding` too is an error.
@@ -213,8 +230,14 @@ def conv_transpose(x: ArrayLike, w: ArrayLike, *, strides: IntOrSequence = 1,
       >>> jax_tconv.conv_transpose(jnp.ones((1, 4, 4, 8)), jnp.ones((4, 4, 3, 8)),
       ...                          strides=2, padding=1).shape
       (1, 8, 8, 3)
+      >>> x = jnp.ones((1, 3, 1)); w = jnp.ones((3, 1, 1))    # 1-D, k = 3
+      >>> jax_tconv.conv_transpose(x, w, padding=1)[0, :, 0]  # the border cropped
+      Array([2., 3., 2.], dtype=float32)
+      >>> jax_tconv.conv_transpose(x, w, padding=1, padding_mode="circular")[0, :, 0]
+      Array([3., 3., 3.], dtype=float32)
     """
     return transpose("conv_transpose", method, x, w, strides=strides, padding=padding,
-                     output_padding=output_padding, output_shape=output_shape,
-                     dilation=dilation, groups=groups, dimension_numbers=dimension_numbers,
-                     precision=precision, preferred_element_type=preferred_element_type)
+                     padding_mode=padding_mode, output_padding=output_padding,
+                     output_shape=output_shape, dilation=dilation, groups=groups,
+                     dimension_numbers=dimension_numbers, precision=precision,
+                     preferred_element_type=preferred_element_type)

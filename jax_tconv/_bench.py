@@ -5,6 +5,13 @@ does exactly the useful multiply-adds of the transposed convolution, so
 "ratio to anchor" says how close a method comes to the cost of the
 arithmetic itself. Contestants are timed round-robin (one call each per round)
 so that a noisy neighbour slows all of them alike; the table reports medians.
+
+Each layer runs in the layouts asked for: channels-last (``nhwc``: NWC, NHWC,
+NDHWC by rank, kernel ``(*k, C_out, C_in)``) and channels-first (``nchw``:
+PyTorch's NCW, NCHW, NCDHW, kernel ``(C_in, C_out, *k)`` as PyTorch stores
+it). Every row also states its useful FLOP rate as a share of the machine's
+matrix-product rate, a large `jnp.dot` timed in the same round-robin (`Peak`),
+so that both are measured under the same load.
 """
 
 from __future__ import annotations
@@ -65,9 +72,36 @@ SUITE = [
 ]
 
 
-def _dn(nd):
+LAYOUTS = ("nhwc", "nchw")
+# Flax's nn.ConvTranspose has no layout option; PyTorch's conv_transpose is channels-first.
+FIXED_LAYOUT = {"flax": "nhwc", "torch": "nchw"}
+FLAX_NOTE = ("Flax's nn.ConvTranspose has no layout option: in the NCHW rows it runs on "
+             "channels-last (NHWC) arrays, as in the NHWC rows. PyTorch runs its native NCHW in "
+             "both.")
+
+
+def _dn(nd, layout="nhwc"):
+    """Dimension numbers of the transposed conv (and of its anchor) in `layout`.
+
+    The kernel spec names the *forward* conv's kernel: 'O' is x's channel axis,
+    so ``OIHW`` is PyTorch's ``ConvTranspose`` weight ``(C_in, C_out, *k)``.
+    """
     sp = "DHW"[3 - nd:]
-    return (f"N{sp}C", f"{sp}IO", f"N{sp}C")
+    if layout == "nhwc":
+        return (f"N{sp}C", f"{sp}IO", f"N{sp}C")
+    return (f"NC{sp}", f"OI{sp}", f"NC{sp}")
+
+
+def _to_nchw(a, nd, kernel=False):
+    """A channels-last array (or ``(*k, C_out, C_in)`` kernel) in channels-first order."""
+    if kernel:
+        return jnp.transpose(a, (nd + 1, nd, *range(nd)))
+    return jnp.moveaxis(a, -1, 1)
+
+
+def layout_label(layout, nd=2):
+    """'NHWC'/'NCHW' for a rank (NWC, NCDHW, ...)."""
+    return _dn(nd, layout)[0]
 
 
 class _Call:
@@ -89,13 +123,18 @@ def _loss_grad(f):
     return jax.value_and_grad(lambda a, w, c: jnp.sum(f(a, w) * c), argnums=(0, 1))
 
 
-def _contestants(layer: Layer, x, w, cot, dtype, with_torch):
-    """name -> (forward call, forward+backward call)."""
-    nd, dn = layer.nd, _dn(layer.nd)
+def _contestants(layer: Layer, arrays, dtype, with_torch, layout="nhwc"):
+    """name -> (forward call, forward+backward call), every jax contestant in `layout`.
+
+    `arrays` maps each layout to its ``(x, w, cot)``; Flax always gets the
+    channels-last ones and PyTorch the channels-first ones (`FIXED_LAYOUT`).
+    """
+    nd, dn = layer.nd, _dn(layer.nd, layout)
+    x, w, cot = arrays[layout]
     kw = dict(strides=layer.s, padding=layer.p, output_padding=layer.op, dimension_numbers=dn)
 
-    def pair(f, a=x, c=cot):
-        return _Call(f, a, w), _Call(_loss_grad(f), a, w, c)
+    def pair(f, a=x, kernel=w, c=cot):
+        return _Call(f, a, kernel), _Call(_loss_grad(f), a, kernel, c)
 
     out = {}
     for method in _api.METHODS + ("auto",):
@@ -112,7 +151,8 @@ def _contestants(layer: Layer, x, w, cot, dtype, with_torch):
     module = nn.ConvTranspose(layer.c_out, layer.k, (layer.s,) * nd, padding=lax_pad,
                               transpose_kernel=True, use_bias=False, dtype=dtype,
                               param_dtype=dtype)
-    out["flax"] = pair(lambda x, w: module.apply({"params": {"kernel": w}}, x))
+    out["flax"] = pair(lambda x, w: module.apply({"params": {"kernel": w}}, x),
+                       *arrays[FIXED_LAYOUT["flax"]])
 
     # The anchor: the forward conv y -> x (same multiply-adds), and its gradients.
     spec = transpose_spec("bench", x, w, precision=None, preferred_element_type=None,
@@ -124,21 +164,17 @@ def _contestants(layer: Layer, x, w, cot, dtype, with_torch):
     out["anchor"] = pair(anchor_f, a=cot, c=x)
 
     if with_torch:
-        out["torch"] = _torch_contestant(layer, x, w, cot)
+        out["torch"] = _torch_contestant(layer, *arrays[FIXED_LAYOUT["torch"]])
     return out
 
 
 def _torch_contestant(layer, x, w, cot):
+    """PyTorch's conv_transpose on channels-first x, cot and its own kernel layout."""
     import torch
     import torch.nn.functional as F
 
     conv_t = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[layer.nd]
-    # channels-first copies; PyTorch's weight layout is (C_in, C_out, *k).
-    perm_x = (0, layer.nd + 1, *range(1, layer.nd + 1))
-    tx = torch.from_numpy(np.asarray(x, np.float32).transpose(perm_x).copy())
-    tw = torch.from_numpy(np.asarray(w, np.float32).transpose(
-        layer.nd + 1, layer.nd, *range(layer.nd)).copy())
-    tc = torch.from_numpy(np.asarray(cot, np.float32).transpose(perm_x).copy())
+    tx, tw, tc = (torch.from_numpy(np.array(a, np.float32)) for a in (x, w, cot))
     args = dict(stride=layer.s, padding=layer.p, output_padding=layer.op)
 
     def fwd():
@@ -153,10 +189,17 @@ def _torch_contestant(layer, x, w, cot):
     return fwd, fwd_bwd
 
 
+def torch_threads():
+    """Give PyTorch as many threads as XLA:CPU uses: the cores this process may run on."""
+    import torch
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    torch.set_num_threads(cores)
+    return cores
+
+
 def _block(v):
-    if isinstance(v, tuple):
-        return tuple(_block(a) for a in v)
-    return v.block_until_ready() if hasattr(v, "block_until_ready") else v
+    """Wait for every jax array in `v` (any pytree; other leaves, e.g. PyTorch's, as they are)."""
+    return jax.block_until_ready(v)
 
 
 def _compile_stats(fn):
@@ -173,130 +216,319 @@ def _compile_stats(fn):
     return seconds, temp
 
 
+def _medians(fns, rounds, best_of=None):
+    """Median milliseconds of each call, timed round-robin: one call of each per round.
+
+    With `best_of`, also the fastest call of that one: ``(medians, best ms)``.
+    """
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            _block(fn())
+            times[name].append(time.perf_counter() - t0)
+    medians = {name: 1e3 * statistics.median(t) for name, t in times.items()}
+    return medians if best_of is None else (medians, 1e3 * min(times[best_of]))
+
+
+# The side of the matrices whose product measures the machine's peak: on the 2-core machine
+# of docs/performance.md XLA:CPU's jnp.dot ran fastest at 512-1024 (about 150 GFLOP/s median
+# under load, 320 at best) and 20-50% slower at 2048, which would flatter every row.
+PEAK_N = 1024
+PEAK = "matmul peak"
+
+
+class Peak:
+    """The machine's matrix-product rate: an ``n x n`` by ``n x n`` `jnp.dot` (n = `PEAK_N`).
+
+    `call` joins every round-robin beside the contestants, so that each group of
+    rows is set against a rate measured under the same load (other jobs on a
+    shared machine come and go); `gflops` turns that group's median into GFLOP/s.
+    """
+
+    def __init__(self, dtype):
+        self.n, self.dtype, self.seen, self.best = PEAK_N, dtype, [], 0.0
+        rng = np.random.default_rng(1)
+        self.call = _Call(jnp.dot, *(jnp.asarray(rng.standard_normal((self.n, self.n)), dtype)
+                                     for _ in range(2)))
+        _block(self.call())
+
+    def gflops(self, ms):
+        rate = 2 * self.n**3 / (ms * 1e6)
+        self.seen.append(rate)
+        return rate
+
+    def describe(self):
+        seen = self.seen or [float("nan")]
+        return (f"matmul peak: a {self.n}x{self.n} {jnp.dtype(self.dtype).name} jnp.dot timed "
+                f"beside the contestants in each of {len(self.seen)} round-robins, median "
+                f"{statistics.median(seen):.1f} GFLOP/s (from {min(seen):.1f} to "
+                f"{max(seen):.1f}; its fastest single call {self.best:.1f}); each row's % of "
+                f"peak is its median rate over its own round-robin's median matmul rate")
+
+
+def _timed(fns, rounds, peak):
+    """`_medians` of `fns` with the peak's matrix product among them: (medians, peak GFLOP/s)."""
+    ms, best = _medians({**fns, PEAK: peak.call}, rounds, best_of=PEAK)
+    peak.best = max(peak.best, 2 * peak.n**3 / (best * 1e6))
+    return ms, peak.gflops(ms.pop(PEAK))
+
+
+def _check_torch(with_torch, print_fn):
+    if not with_torch:
+        return False
+    if "torch" not in sys.modules:
+        # OpenMP's spinning barrier is bimodal on a shared, loaded machine (one spinning
+        # thread holds the core its partner needs): up to 60x slower, which measures the
+        # neighbours, not PyTorch. Set before torch loads its OpenMP runtime.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print_fn("PyTorch is not installed: it is left out of the comparison "
+                 "(pip install torch to include it)")
+        return False
+    torch_threads()
+    return True
+
+
 def run(layers, *, rounds=15, dtype=jnp.float32, with_torch=True, out_dir=None,
-        progress=True, print_fn=print):
-    """Benchmark `layers`; return a list of result rows (dicts)."""
+        progress=True, print_fn=print, layouts=LAYOUTS):
+    """Benchmark `layers` in each of `layouts`; return a list of result rows (dicts)."""
     rng = np.random.default_rng(0)
-    if with_torch:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            with_torch = False
-            print_fn("PyTorch is not installed: it is left out of the comparison "
-                     "(pip install torch to include it)")
+    with_torch = _check_torch(with_torch, print_fn)
+    if not layers:
+        return []
+    if "nchw" in layouts:
+        print_fn(FLAX_NOTE)
+    peak = Peak(dtype)
     rows = []
     sys.stdout.flush()            # what was printed comes before the bar, also in a file
-    bar = _progress(len(layers) * 2, progress)
+    bar = _progress(len(layers) * 2 * len(layouts), progress)
     for layer in layers:
+        nd = layer.nd
         x = jnp.asarray(rng.standard_normal((layer.batch, *layer.i, layer.c_in)), dtype)
         w = jnp.asarray(rng.standard_normal((*layer.k, layer.c_out, layer.c_in))
                         / math.sqrt(layer.c_in * math.prod(layer.k)), dtype)
         y_shape = _api.conv_transpose(x, w, strides=layer.s, padding=layer.p,
                                       output_padding=layer.op).shape
         cot = jnp.asarray(rng.standard_normal(y_shape), dtype)
-        try:
-            contestants = _contestants(layer, x, w, cot, dtype, with_torch)
-        except ValueError as e:  # pragma: no cover - reported, not fatal
-            print_fn(f"skip {layer.name}: {e}")
-            continue
-        for mode, idx in (("fwd", 0), ("fwd+bwd", 1)):
-            fns = {}
-            for name, pair in contestants.items():
-                fn = pair[idx]
-                try:
-                    compile_s, temp = _compile_stats(fn)
-                    _block(fn())
-                except ValueError as e:  # matmul refuses large layers
-                    rows.append(dict(layer=layer.name, mode=mode, name=name, ms=float("nan"),
-                                     compile_s=float("nan"), temp=float("nan"),
-                                     note=str(e).split(";")[0]))
-                    continue
-                fns[name] = (fn, compile_s, temp)
-            times = {name: [] for name in fns}
-            for _ in range(rounds):
-                for name, (fn, _, _) in fns.items():
-                    t0 = time.perf_counter()
-                    _block(fn())
-                    times[name].append(time.perf_counter() - t0)
-            for name, (_, compile_s, temp) in fns.items():
-                rows.append(dict(layer=layer.name, mode=mode, name=name,
-                                 ms=1e3 * statistics.median(times[name]), compile_s=compile_s,
-                                 temp=temp, macs=layer.macs() * (1 if idx == 0 else 3), note=""))
-            bar.update()
+        # The same numbers in both layouts; PyTorch's kernel layout is (C_in, C_out, *k).
+        arrays = {"nhwc": (x, w, cot),
+                  "nchw": (_to_nchw(x, nd), _to_nchw(w, nd, kernel=True), _to_nchw(cot, nd))}
+        for layout in layouts:
+            try:
+                contestants = _contestants(layer, arrays, dtype, with_torch, layout)
+            except ValueError as e:  # pragma: no cover - reported, not fatal
+                print_fn(f"skip {layer.name} {layout}: {e}")
+                continue
+            for mode, idx in (("fwd", 0), ("fwd+bwd", 1)):
+                fns, stats = {}, {}
+                for name, pair in contestants.items():
+                    where = dict(layer=layer.name, layout=layout, label=layout_label(layout, nd),
+                                 arrays=layout_label(FIXED_LAYOUT.get(name, layout), nd),
+                                 mode=mode, name=name)
+                    fn = pair[idx]
+                    try:
+                        stats[name] = _compile_stats(fn)
+                        _block(fn())
+                    except ValueError as e:  # matmul refuses large layers
+                        rows.append(dict(where, ms=float("nan"), compile_s=float("nan"),
+                                         temp=float("nan"), note=str(e).split(";")[0]))
+                        continue
+                    fns[name] = fn
+                    stats[name] = (where, *stats[name])
+                medians, peak_gflops = _timed(fns, rounds, peak)
+                for name, ms in medians.items():
+                    where, compile_s, temp = stats[name]
+                    rows.append(dict(where, ms=ms, compile_s=compile_s, temp=temp,
+                                     macs=layer.macs() * (1 if idx == 0 else 3),
+                                     peak_gflops=peak_gflops, note=""))
+                bar.update()
     bar.close()                   # before any result is printed, so none lands on the bar's line
     _derive(rows)
     text = format_table(rows)
     print_fn(text)
+    print_fn(peak.describe())
     if out_dir is not None:
-        _write(rows, text, pathlib.Path(out_dir), rounds, dtype, with_torch, print_fn)
+        _write(rows, text, pathlib.Path(out_dir), rounds, dtype, with_torch, peak, print_fn)
     return rows
 
 
 def _derive(rows):
-    """Add ratio to the anchor, speedup over lax and GFLOP/s to each row."""
-    by = {(r["layer"], r["mode"], r["name"]): r for r in rows}
+    """Add ratio to the anchor, speedup over lax, GFLOP/s and its share of the row's peak."""
+    by = {(r["layout"], r["layer"], r["mode"], r["name"]): r for r in rows}
     for r in rows:
-        anchor = by.get((r["layer"], r["mode"], "anchor"), {}).get("ms", float("nan"))
-        lax_ms = by.get((r["layer"], r["mode"], "lax"), {}).get("ms", float("nan"))
+        key = (r["layout"], r["layer"], r["mode"])
+        anchor = by.get((*key, "anchor"), {}).get("ms", float("nan"))
+        lax_ms = by.get((*key, "lax"), {}).get("ms", float("nan"))
         r["vs_anchor"] = r["ms"] / anchor
         r["lax_speedup"] = lax_ms / r["ms"]
         r["gflops"] = 2 * r.get("macs", float("nan")) / (r["ms"] * 1e6)
+        r["peak_pct"] = 100 * r["gflops"] / r.get("peak_gflops", float("nan"))
+
+
+def layout_cell(r) -> str:
+    """The row's layout, and the one its arrays really had when the contestant has no choice."""
+    return r["label"] if r["arrays"] == r["label"] else f"{r['label']} (ran {r['arrays']})"
 
 
 def format_table(rows) -> str:
-    head = ("| layer | mode | contestant | ms (median) | / anchor | lax speedup | GFLOP/s | "
-            "compile s | temp MiB |\n|---|---|---|---:|---:|---:|---:|---:|---:|")
+    head = ("| layer | layout | mode | contestant | ms (median) | / anchor | lax speedup | "
+            "GFLOP/s | % of peak | compile s | temp MiB |\n|---|---|---|---|" + "---:|" * 7)
     lines = [head]
     for r in rows:
+        start = f"| {r['layer']} | {layout_cell(r)} | {r['mode']} | {r['name']} |"
         if r["note"]:
-            lines.append(f"| {r['layer']} | {r['mode']} | {r['name']} | {r['note']} | | | | | |")
+            lines.append(f"{start} {r['note']} | | | | | | |")
             continue
         lines.append(
-            f"| {r['layer']} | {r['mode']} | {r['name']} | {r['ms']:.3f} | {r['vs_anchor']:.2f} | "
-            f"{r['lax_speedup']:.2f} | {r['gflops']:.1f} | {r['compile_s']:.2f} | "
+            f"{start} {r['ms']:.3f} | {r['vs_anchor']:.2f} | {r['lax_speedup']:.2f} | "
+            f"{r['gflops']:.1f} | {r['peak_pct']:.1f} | {r['compile_s']:.2f} | "
             f"{r['temp'] / 2**20:.2f} |")
     return "\n".join(lines)
 
 
+def _index(rows):
+    return {(r["layout"], r["layer"], r["mode"], r["name"]): r for r in rows if not r["note"]}
+
+
+def _layers(rows):
+    return list(dict.fromkeys(r["layer"] for r in rows))
+
+
+def _layouts(rows):
+    return [lay for lay in LAYOUTS if any(r["layout"] == lay for r in rows)]
+
+
+def _pair_cell(a, b, key, scale=1.0, fmt=".2f"):
+    va, vb = (float("nan") if r is None else r[key] / scale for r in (a, b))
+    return f"{va:{fmt}} / {vb:{fmt}}"
+
+
 def auto_table(rows) -> str:
-    """Per layer: "auto" against the anchor, lax and the fastest method, forward and fwd+bwd."""
-    by = {(r["layer"], r["mode"], r["name"]): r for r in rows if not r["note"]}
-    lines = ["| layer | fwd: auto / anchor | fwd: lax / auto | fwd: fastest method (auto / it) "
-             "| fwd+bwd: auto / anchor | fwd+bwd: lax / auto | fwd+bwd: fastest (auto / it) "
-             "| temp MiB fwd+bwd: auto / lax |", "|---|" + "---:|" * 7]
-    for layer in dict.fromkeys(r["layer"] for r in rows):
-        cells = []
-        for mode in ("fwd", "fwd+bwd"):
-            auto = by.get((layer, mode, "auto"))
-            if auto is None:
-                cells += ["", "", ""]
+    """Per layer and layout: "auto" against the anchor, lax and the fastest method, forward
+    and fwd+bwd; its share of the peak; temporary memory and compile time against lax."""
+    by = _index(rows)
+    lines = ["| layer | layout | fwd: auto / anchor | fwd: lax / auto | fwd: fastest method "
+             "(auto / it) | fwd+bwd: auto / anchor | fwd+bwd: lax / auto | fwd+bwd: fastest "
+             "(auto / it) | auto % of peak: fwd / fwd+bwd | temp MiB fwd+bwd: auto / lax "
+             "| compile s fwd+bwd: auto / lax |", "|---|---|" + "---:|" * 9]
+    for layout in _layouts(rows):
+        for layer in _layers(rows):
+            cells = []
+            for mode in ("fwd", "fwd+bwd"):
+                auto = by.get((layout, layer, mode, "auto"))
+                if auto is None:
+                    cells += ["", "", ""]
+                    continue
+                best = min((by[(layout, layer, mode, m)] for m in _api.METHODS
+                            if (layout, layer, mode, m) in by), key=lambda r: r["ms"])
+                cells += [f"{auto['vs_anchor']:.2f}", f"{auto['lax_speedup']:.1f}x",
+                          f"{best['name']} ({auto['ms'] / best['ms']:.2f})"]
+            af, ab = (by.get((layout, layer, m, "auto")) for m in ("fwd", "fwd+bwd"))
+            lb = by.get((layout, layer, "fwd+bwd", "lax"))
+            if af is None and ab is None:
                 continue
-            best = min((by[(layer, mode, m)] for m in _api.METHODS if (layer, mode, m) in by),
-                       key=lambda r: r["ms"])
-            cells += [f"{auto['vs_anchor']:.2f}", f"{auto['lax_speedup']:.1f}x",
-                      f"{best['name']} ({auto['ms'] / best['ms']:.2f})"]
-        fb = by.get((layer, "fwd+bwd", "auto"), {})
-        fl = by.get((layer, "fwd+bwd", "lax"), {})
-        cells.append(f"{fb.get('temp', float('nan')) / 2**20:.2f} / "
-                     f"{fl.get('temp', float('nan')) / 2**20:.2f}")
-        lines.append(f"| {layer} | " + " | ".join(cells) + " |")
+            cells += [_pair_cell(af, ab, "peak_pct", fmt=".1f"),
+                      _pair_cell(ab, lb, "temp", 2**20), _pair_cell(ab, lb, "compile_s")]
+            label = (af or ab)["label"]
+            lines.append(f"| {layer} | {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def layouts_table(rows) -> str:
+    """Per layer and mode: "auto" in NCHW against NHWC, and PyTorch and lax against it."""
+    by = _index(rows)
+    lines = ["| layer | mode | auto NHWC ms | auto NCHW ms | auto NCHW / NHWC | torch / auto NHWC "
+             "| torch / auto NCHW | lax NCHW / auto NCHW | lax NCHW / lax NHWC |",
+             "|---|---|" + "---:|" * 7]
+    nan = {"ms": float("nan")}
+    for layer in _layers(rows):
+        for mode in ("fwd", "fwd+bwd"):
+            get = lambda layout, name: by.get((layout, layer, mode, name), nan)  # noqa: E731
+            a_l, a_f = get("nhwc", "auto")["ms"], get("nchw", "auto")["ms"]
+            t = get("nchw", "torch")["ms"]
+            l_l, l_f = get("nhwc", "lax")["ms"], get("nchw", "lax")["ms"]
+            lines.append(f"| {layer} | {mode} | {a_l:.3f} | {a_f:.3f} | {a_f / a_l:.2f} | "
+                         f"{t / a_l:.2f} | {t / a_f:.2f} | {l_f / a_f:.2f} | {l_f / l_l:.2f} |")
+    return "\n".join(lines)
+
+
+def _gm(values):
+    values = [v for v in values if math.isfinite(v)]
+    return math.exp(statistics.fmean(math.log(v) for v in values)) if values else float("nan")
+
+
+def headline(rows) -> str:
+    """The figures a reader asks first, per layout; then NCHW against NHWC per layer."""
+    by = _index(rows)
+    out = []
+    layers = _layers(rows)
+    for layout in _layouts(rows):
+        tag = layout.upper()
+
+        def ratios(mode, num, den="auto", key="ms"):
+            pairs = [(by.get((layout, lay, mode, num)), by.get((layout, lay, mode, den)))
+                     for lay in layers]
+            return [(a[key] / b[key], a["layer"]) for a, b in pairs if a and b]
+
+        fwd = ratios("fwd", "auto", "anchor")
+        if fwd:
+            worst = max(fwd)
+            out.append(f"{tag}  fwd      auto / anchor    geomean {_gm([v for v, _ in fwd]):6.2f}"
+                       f"   worst {worst[0]:6.2f} ({worst[1]})")
+        for mode in ("fwd", "fwd+bwd"):
+            parts = []
+            for name in ("torch", "lax", "flax"):
+                rs = ratios(mode, name)
+                if rs:
+                    parts.append(f"{name} / auto geomean {_gm([v for v, _ in rs]):6.2f}")
+            if parts:
+                out.append(f"{tag}  {mode:8} " + "   ".join(parts))
+        for mode in ("fwd", "fwd+bwd"):
+            pct = [by[(layout, lay, mode, "auto")]["peak_pct"] for lay in layers
+                   if (layout, lay, mode, "auto") in by]
+            if pct:
+                out.append(f"{tag}  {mode:8} auto's useful FLOP rate: geomean {_gm(pct):.1f}% "
+                           f"of the matmul peak, range {min(pct):.1f}% to {max(pct):.1f}%")
+        comp = ratios("fwd+bwd", "auto", "lax", key="compile_s")
+        temp = [(by.get((layout, lay, "fwd+bwd", "auto")), by.get((layout, lay, "fwd+bwd", "lax")))
+                for lay in layers]
+        temp = [(a["temp"] / 2**20, b["temp"] / 2**20) for a, b in temp if a and b]
+        if comp and temp:
+            out.append(f"{tag}  fwd+bwd  auto / lax: compile time geomean "
+                       f"{_gm([v for v, _ in comp]):.2f}, temp memory summed over the layers "
+                       f"{sum(a for a, _ in temp):.1f} / {sum(b for _, b in temp):.1f} MiB")
+    if len(_layouts(rows)) == 2:
+        for mode in ("fwd", "fwd+bwd"):
+            rs = [(by[("nchw", lay, mode, "auto")]["ms"] / by[("nhwc", lay, mode, "auto")]["ms"],
+                   lay) for lay in layers
+                  if ("nchw", lay, mode, "auto") in by and ("nhwc", lay, mode, "auto") in by]
+            if rs:
+                worst = max(rs)
+                out.append(f"NCHW / NHWC  {mode:8} auto per layer: geomean "
+                           f"{_gm([v for v, _ in rs]):.2f}   worst {worst[0]:.2f} ({worst[1]})")
+    return "\n".join(out)
+
+
 def summary(rows) -> str:
-    """Geometric means of the ratios per contestant and mode."""
+    """Geometric means of the ratios per layout, contestant and mode."""
     out = []
     names = sorted({r["name"] for r in rows}, key=lambda n: (n != "auto", n))
-    for mode in ("fwd", "fwd+bwd"):
-        for name in names:
-            rs = [r for r in rows if r["mode"] == mode and r["name"] == name and not r["note"]]
-            if not rs:
-                continue
-            gm = lambda v: math.exp(statistics.fmean(math.log(a) for a in v))  # noqa: E731
-            out.append(f"{mode:8} {name:8} geomean / anchor {gm([r['vs_anchor'] for r in rs]):6.2f}"
-                       f"   geomean lax speedup {gm([r['lax_speedup'] for r in rs]):6.2f}"
-                       f"   worst / anchor {max(r['vs_anchor'] for r in rs):6.2f}"
-                       f"   over {len(rs)} layers")
+    for layout in _layouts(rows):
+        for mode in ("fwd", "fwd+bwd"):
+            for name in names:
+                rs = [r for r in rows if r["layout"] == layout and r["mode"] == mode
+                      and r["name"] == name and not r["note"]]
+                if not rs:
+                    continue
+                out.append(f"{layout.upper()}  {mode:8} {name:8} geomean / anchor "
+                           f"{_gm([r['vs_anchor'] for r in rs]):6.2f}"
+                           f"   geomean lax speedup {_gm([r['lax_speedup'] for r in rs]):6.2f}"
+                           f"   worst / anchor {max(r['vs_anchor'] for r in rs):6.2f}"
+                           f"   % of peak {_gm([r['peak_pct'] for r in rs]):5.1f}"
+                           f"   over {len(rs)} layers")
     return "\n".join(out)
 
 
@@ -335,15 +567,35 @@ def _progress(total, enabled):
     return _Count(total, enabled)
 
 
-def _write(rows, text, out_dir, rounds, dtype, with_torch, print_fn):
+def torch_setup() -> str:
+    """How PyTorch runs here (threads, OpenMP wait policy), for the report's header."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return "torch off"
+    return (f"torch {torch.__version__.split('+')[0]} CPU, {torch.get_num_threads()} threads, "
+            f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
+
+
+def _write(rows, text, out_dir, rounds, dtype, with_torch, peak, print_fn):
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "bench.md"
-    md.write_text(f"Machine: {machine()}; dtype {jnp.dtype(dtype).name}; {rounds} rounds; "
-                  f"torch {'on' if with_torch else 'off'}.\n\n{auto_table(rows)}\n\n"
-                  f"```\n{summary(rows)}\n```\n\nAll rows:\n\n{text}\n")
+    layouts = _layouts(rows)
+    parts = [f"Machine: {machine()}; dtype {jnp.dtype(dtype).name}; {rounds} rounds; "
+             f"{torch_setup() if with_torch else 'torch off'}; layouts {', '.join(layouts)}; "
+             f"{peak.describe()}."]
+    if "nchw" in layouts:
+        parts.append(FLAX_NOTE)
+    parts += [f"```\n{headline(rows)}\n```", auto_table(rows)]
+    if len(layouts) == 2:
+        parts.append(layouts_table(rows))
+    parts += [f"```\n{summary(rows)}\n```", f"All rows:\n\n{text}"]
+    md.write_text("\n\n".join(parts) + "\n")
     (out_dir / "bench.json").write_text(json.dumps(rows, indent=1))
     print_fn(auto_table(rows))
+    if len(layouts) == 2:
+        print_fn(layouts_table(rows))
     print_fn(summary(rows))
+    print_fn(headline(rows))
     print_fn(f"wrote {md}")
     print_fn(f"wrote {out_dir / 'bench.json'}")
     try:
@@ -354,20 +606,24 @@ def _write(rows, text, out_dir, rounds, dtype, with_torch, print_fn):
         print_fn("matplotlib not installed: no chart (pip install -e '.[examples]')")
         return
     names = [n for n in dict.fromkeys(r["name"] for r in rows) if n != "anchor"]
-    layers = list(dict.fromkeys(r["layer"] for r in rows))
-    fig, axes = plt.subplots(2, 1, figsize=(max(8, 1.2 * len(layers)), 8), sharex=True)
-    for ax, mode in zip(axes, ("fwd", "fwd+bwd")):
+    layers = _layers(rows)
+    panels = [(layout, mode) for layout in layouts for mode in ("fwd", "fwd+bwd")]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(8, 1.2 * len(layers)), 4 * len(panels)),
+                             sharex=True, squeeze=False)
+    by = _index(rows)
+    for ax, (layout, mode) in zip(axes[:, 0], panels):
         width = 0.8 / len(names)
         for j, name in enumerate(names):
-            vals = [next((r["vs_anchor"] for r in rows if r["layer"] == lay and r["mode"] == mode
-                          and r["name"] == name and not r["note"]), np.nan) for lay in layers]
+            vals = [by.get((layout, lay, mode, name), {}).get("vs_anchor", np.nan)
+                    for lay in layers]
             ax.bar(np.arange(len(layers)) + j * width, vals, width, label=name)
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set_yscale("log")
-        ax.set_ylabel(f"{mode}: time / anchor")
-    axes[1].set_xticks(np.arange(len(layers)) + 0.4, layers, rotation=30, ha="right", fontsize=8)
-    axes[0].legend(ncol=4, fontsize=8)
-    axes[0].set_title(f"jax_tconv bench — {machine()}", fontsize=9)
+        ax.set_ylabel(f"{layout.upper()} {mode}: time / anchor")
+    axes[-1, 0].set_xticks(np.arange(len(layers)) + 0.4, layers, rotation=30, ha="right",
+                           fontsize=8)
+    axes[0, 0].legend(ncol=4, fontsize=8)
+    axes[0, 0].set_title(f"jax_tconv bench — {machine()}", fontsize=9)
     fig.tight_layout()
     fig.savefig(out_dir / "bench.png", dpi=100)
     plt.close(fig)

@@ -100,3 +100,55 @@ def method(fn: str, value: Any) -> str:
             f"{', '.join(map(repr, METHODS))}."
         )
     return value
+
+
+#: What `padding_mode=` accepts: PyTorch's names for the values beyond the border.
+PADDING_MODES = ("zeros", "circular", "reflect", "replicate")
+# Other libraries' names for the same modes, named in the error message.
+_MODE_ALIASES = {"constant": "zeros", "zero": "zeros", "wrap": "circular",
+                 "periodic": "circular", "edge": "replicate", "symmetric": None}
+
+
+def padding_mode(fn: str, value: Any) -> str:
+    """One of `PADDING_MODES`, spelled as PyTorch spells it."""
+    valid = ", ".join(map(repr, PADDING_MODES))
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{fn}: padding_mode must be a string, one of {valid}, got {value!r} of type "
+            f"{type(value).__name__}."
+        )
+    if value in PADDING_MODES:
+        return value
+    hint = ""
+    near = value.lower() if value.lower() in PADDING_MODES else _MODE_ALIASES.get(value.lower())
+    if near is not None:
+        hint = f" ({value!r} is {near!r} here)"
+    elif value.lower() in _MODE_ALIASES:
+        hint = f" (NumPy's {value!r}, which repeats the edge element, has no equivalent)"
+    raise ValueError(f"{fn}: unknown padding_mode {value!r}; choose one of {valid} (PyTorch's "
+                     f"names){hint}.")
+
+
+def mode_padding(fn: str, mode: str, pads: Sequence[tuple[int, int]], sizes: Sequence[int],
+                 what: str) -> None:
+    """PyTorch's rules for padding with values from the array itself (`F.pad`'s).
+
+    'reflect' mirrors without repeating the edge, so each side pads less than the
+    size it pads; 'circular' wraps around once, so at most that size; 'replicate'
+    any amount. A negative amount crops (as in lax) and is not limited. `what`
+    names the padded array in the message (e.g. "the input").
+    """
+    if mode == "zeros":
+        return
+    for j, ((lo, hi), size) in enumerate(zip(pads, sizes)):
+        if mode == "reflect" and max(lo, hi) >= size:
+            rule = "< the size it pads"
+        elif mode == "circular" and max(lo, hi) > size:
+            rule = "<= the size it pads (one wrap-around)"
+        else:
+            continue
+        raise ValueError(
+            f"{fn}: padding_mode={mode!r} needs each padding {rule}, as PyTorch's F.pad; got "
+            f"padding {(lo, hi)} in spatial dimension {j}, where {what} has size {size}. "
+            f"Reduce the padding, or use padding_mode='replicate' (any padding)."
+        )

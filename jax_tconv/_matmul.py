@@ -5,6 +5,11 @@ the kernel values that produce it, zero-padded into the columns of the input
 elements they touch. For a 4x4 input and a 3x3 kernel (stride 1, no padding,
 one channel) `C` is 4x16; ``Cᵀ`` sends each of the 4 values of a 2x2 input to
 the 9 outputs its row touches.
+
+With a padding mode other than 'zeros' a tap that lands in the padding reads
+the input element the padding copied (wrapped, mirrored or clamped into the
+input) instead of being dropped, so several taps of one row may read the same
+column: their kernel values add up in that entry of `C`.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ MATMUL_MAX_BYTES = 1 << 28
 
 
 def conv_matrix(w: ArrayLike, input_shape: Sequence[int], *, strides: IntOrSequence = 1,
-                padding: Padding = 0, dilation: IntOrSequence = 1, groups: int = 1,
+                padding: Padding = 0, padding_mode: str = "zeros",
+                dilation: IntOrSequence = 1, groups: int = 1,
                 dimension_numbers: DimensionNumbers = None,
                 sparse: bool = False) -> jax.Array | jsparse.BCOO:
     """The matrix `C` of the forward `conv` on inputs of shape `input_shape`.
@@ -41,7 +47,8 @@ def conv_matrix(w: ArrayLike, input_shape: Sequence[int], *, strides: IntOrSeque
       w: the kernel, laid out by the kernel spec of `dimension_numbers`.
       input_shape: the full shape of the forward conv's input (batch included;
         use batch 1 for the per-example matrix).
-      strides, padding, dilation, groups, dimension_numbers: as in `conv`.
+      strides, padding, padding_mode, dilation, groups, dimension_numbers: as in
+        `conv` (a padding mode other than 'zeros' is built into the matrix).
       sparse: return a `jax.experimental.sparse.BCOO` holding only the
         structural non-zeros instead of a dense array.
 
@@ -56,18 +63,22 @@ def conv_matrix(w: ArrayLike, input_shape: Sequence[int], *, strides: IntOrSeque
       >>> import jax.numpy as jnp, jax_tconv
       >>> jax_tconv.conv_matrix(jnp.ones((3, 3, 1, 1)), (1, 4, 4, 1)).shape
       (4, 16)
+      >>> jax_tconv.conv_matrix(jnp.ones((3, 1, 1)), (1, 4, 1), padding=1,
+      ...                       padding_mode="circular")[0]    # row 0 wraps to column 3
+      Array([1., 1., 0., 1.], dtype=float32)
     """
     w = jnp.asarray(w)
     x = jax.ShapeDtypeStruct(tuple(input_shape), w.dtype)
     spec = conv_spec("conv_matrix", x, w, strides=strides, padding=padding, dilation=dilation,
                      groups=groups, dimension_numbers=dimension_numbers, precision=None,
-                     preferred_element_type=None)
+                     preferred_element_type=None, padding_mode=padding_mode)
     return _matrix("conv_matrix", w, tuple(x.shape), spec, sparse=sparse)
 
 
 def transpose_by_matmul(x, w, spec: Spec):
     """``y = Cᵀ x``, one example at a time (one matrix for the whole batch)."""
-    cspec = ConvSpec(spec.dn, spec.strides, spec.forward_padding, spec.dilation, spec.groups)
+    cspec = ConvSpec(spec.dn, spec.strides, spec.forward_padding, spec.dilation, spec.groups,
+                     padding_mode=spec.padding_mode)
     n_axis_x, n_axis_y = spec.dn.out_spec[0], spec.dn.lhs_spec[0]
     example = list(spec.out_shape)
     example[n_axis_y] = 1
@@ -96,8 +107,19 @@ def _matrix(fn, w, input_shape, spec: ConvSpec, *, sparse):
     values = w.reshape(-1)[taps]
     if sparse:
         indices = jnp.asarray(np.stack([rows, cols], axis=1))
-        return jsparse.BCOO((values, indices), shape=shape)
-    return jnp.zeros(shape, w.dtype).at[rows, cols].set(values, unique_indices=True)
+        c = jsparse.BCOO((values, indices), shape=shape)
+        if spec.padding_mode == "zeros":
+            return c
+        # Repeated (row, column) pairs (taps reading one element) add up, as in C.
+        return c.sum_duplicates(nse=_nse(rows, cols), remove_zeros=False)
+    if spec.padding_mode == "zeros":
+        return jnp.zeros(shape, w.dtype).at[rows, cols].set(values, unique_indices=True)
+    return jnp.zeros(shape, w.dtype).at[rows, cols].add(values)
+
+
+def _nse(rows, cols) -> int:
+    """The number of distinct (row, column) pairs: the structural non-zeros of C."""
+    return len(np.unique(np.stack([rows, cols]), axis=1)[0]) if len(rows) else 0
 
 
 def _output_shape(input_shape, kernel_shape, spec: ConvSpec) -> tuple[int, ...]:
@@ -118,7 +140,8 @@ def _structure(input_shape, kernel_shape, spec: ConvSpec):
 
     Output element (n, o, j) of the forward conv reads input element
     (n, g*I + i, j*s - lo + t*d) with kernel value w[o, i, t], where
-    g = o // (O / groups) is o's group; taps that land in the padding are dropped.
+    g = o // (O / groups) is o's group; taps that land in the padding are
+    dropped ('zeros') or read the element the padding mode copied there.
     """
     dn = spec.dn
     out_shape = _output_shape(input_shape, kernel_shape, spec)
@@ -135,8 +158,13 @@ def _structure(input_shape, kernel_shape, spec: ConvSpec):
     j, t = jt[:ns], jt[ns:]
     c_in = (o // (c_out // spec.groups)) * i_g + i
     pos = [j[a] * spec.strides[a] - spec.padding[a][0] + t[a] * spec.dilation[a] for a in range(ns)]
-    keep = np.logical_and.reduce([(p >= 0) & (p < sz) for p, sz in zip(pos, size)] + [n >= 0])
-    pos = [np.clip(p, 0, sz - 1) for p, sz in zip(pos, size)]
+    if spec.padding_mode == "zeros":
+        keep = np.all(np.stack([(p >= 0) & (p < sz) for p, sz in zip(pos, size)] + [n >= 0]),
+                      axis=0)
+        pos = [np.clip(p, 0, sz - 1) for p, sz in zip(pos, size)]
+    else:
+        keep = np.ones(n.shape, bool)
+        pos = [_source(p, sz, spec.padding_mode) for p, sz in zip(pos, size)]
 
     def flat(spec_axes, shape, values):
         index = [None] * len(shape)
@@ -148,3 +176,12 @@ def _structure(input_shape, kernel_shape, spec: ConvSpec):
     cols = flat(dn.lhs_spec, input_shape, (n, c_in, *pos))
     taps = flat(dn.rhs_spec, kernel_shape, (o, i, *t))
     return rows, cols, taps
+
+
+def _source(p, size: int, mode: str):
+    """The input position the padding copied to position `p` (-lo <= p < size + hi)."""
+    if mode == "circular":
+        return np.mod(p, size)
+    if mode == "reflect":
+        return np.where(p < 0, -p, np.where(p >= size, 2 * (size - 1) - p, p))
+    return np.clip(p, 0, size - 1)   # replicate

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import platform
 import time
 
 import jax
@@ -58,11 +60,25 @@ def _median_time(f, *args, repeats=5):
     return float(np.median(times))
 
 
+def versions() -> str:
+    """Python's and the installed packages' versions, as run ('absent': not installed)."""
+    import jax_tconv
+
+    parts = [f"python {platform.python_version()}", f"jax_tconv {jax_tconv.__version__}"]
+    for name in ("jax", "jaxlib", "flax", "optax", "numpy", "torch"):
+        try:
+            parts.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            parts.append(f"{name} absent")
+    return ", ".join(parts)
+
+
 def run(methods=None, print_fn=print) -> bool:
     """Print one row per (config, method); return True when every method agrees."""
     methods = methods or _api.METHODS + ("auto",)
     rng = np.random.default_rng(0)
     ok = True
+    print_fn(f"versions: {versions()}")
     print_fn(f"jax {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind}); "
              f"tolerance {TOLERANCE:g} relative")
     header = f"{'config':<20} {'method':<8} {'fwd err':>9} {'grad err':>9} {'compile ms':>10} {'run ms':>8}"

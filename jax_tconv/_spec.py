@@ -14,6 +14,12 @@ PyTorch ``ConvTranspose`` docs)::
     op  output padding
 
     o = (i - 1) * s - lo - hi + d * (k - 1) + 1 + op,    0 <= op < max(s, d)
+
+A padding mode other than 'zeros' fills the forward conv's padding with
+values of its input (PyTorch's ``padding_mode``): the forward conv is then
+``conv_valid ∘ pad_mode``, and its transpose the zero-padding transposed conv
+onto the whole padded input (`Spec.uncropped`) followed by the padding's
+adjoint (`jax_tconv._padding_mode`).
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ class Spec:
     groups: int
     precision: Any = None
     preferred_element_type: Any = None
+    padding_mode: str = "zeros"
 
     @property
     def num_spatial(self) -> int:
@@ -96,6 +103,26 @@ class Spec:
             for (lo, hi), s, op in zip(self.padding, self.strides, self.output_padding)
         )
 
+    @property
+    def uncropped(self) -> Spec:
+        """The zero-padding transposed conv onto the whole padded input (any padding mode).
+
+        The forward conv is ``conv_valid ∘ pad`` (pad by `forward_padding`), so
+        its transpose is ``padᵀ ∘ conv_validᵀ``. This is ``conv_validᵀ``: padding
+        (0, 0), output size ``o + lo + hi`` (hi from `forward_padding`), which is
+        the natural size ``(i - 1)*s + d*(k - 1) + 1`` plus ``op mod s``, so its
+        output padding is ``op mod s``; padding_mode 'zeros'. Its output, folded
+        by the padding's adjoint, is this spec's.
+        """
+        size = tuple(o + lo + hi for o, (lo, hi) in zip(self.out_spatial, self.forward_padding))
+        out_shape = list(self.out_shape)
+        for a, v in zip(self.dn.lhs_spec[2:], size):
+            out_shape[a] = v
+        return dataclasses.replace(
+            self, out_shape=tuple(out_shape), padding=((0, 0),) * self.num_spatial,
+            output_padding=tuple(op % s for op, s in zip(self.output_padding, self.strides)),
+            padding_mode="zeros")
+
 
 @dataclasses.dataclass(frozen=True)
 class ConvSpec:
@@ -108,6 +135,7 @@ class ConvSpec:
     groups: int
     precision: Any = None
     preferred_element_type: Any = None
+    padding_mode: str = "zeros"
 
 
 # ----------------------------------------------------------------------------
@@ -262,8 +290,13 @@ def _layout_hint(dimension_numbers, n: int, *, transpose: bool) -> str:
 
 
 def conv_spec(fn, x, w, *, strides, padding, dilation, groups, dimension_numbers,
-              precision, preferred_element_type) -> ConvSpec:
-    """Normalise the arguments of the forward `conv`."""
+              precision, preferred_element_type, padding_mode="zeros") -> ConvSpec:
+    """Normalise the arguments of the forward `conv`.
+
+    With a `padding_mode` other than 'zeros' the padding (SAME's too) is filled
+    from the input by that mode, under PyTorch's rules (`_checks.mode_padding`).
+    """
+    mode = _checks.padding_mode(fn, padding_mode)
     _check_dtypes(fn, x, w)
     dn = _dimension_numbers(fn, dimension_numbers, x.ndim, w.ndim)
     n = x.ndim - 2
@@ -291,7 +324,8 @@ def conv_spec(fn, x, w, *, strides, padding, dilation, groups, dimension_numbers
                 f"{fn}: in spatial dimension {j} the padded input ({ij} + {lo} + {hi}) is "
                 f"smaller than the dilated kernel ({kj}); add padding or use a smaller kernel."
             )
-    return ConvSpec(dn, s, pad, d, g, precision, preferred_element_type)
+    _checks.mode_padding(fn, mode, pad, size, "the input")
+    return ConvSpec(dn, s, pad, d, g, precision, preferred_element_type, mode)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,14 +349,18 @@ class _Geometry:
 
 
 def transpose_spec(fn, x, w, *, strides, padding, output_padding, output_shape, dilation,
-                   groups, dimension_numbers, precision, preferred_element_type) -> Spec:
+                   groups, dimension_numbers, precision, preferred_element_type,
+                   padding_mode="zeros") -> Spec:
     """Normalise the arguments of `conv_transpose` (see the module docstring).
 
-    Steps: dtypes; layout; channels and groups; the per-dimension geometry;
-    the target size (`output_shape`, if given); padding (SAME/VALID resolved
-    against the target); output padding (from the target, if given); the
-    output size rules; the output shape.
+    Steps: the padding mode's name; dtypes; layout; channels and groups; the
+    per-dimension geometry; the target size (`output_shape`, if given);
+    padding (SAME/VALID resolved against the target); output padding (from
+    the target, if given); the output size rules; the output shape; the
+    padding mode's rule, against the output size ``o`` (the size the forward
+    conv pads).
     """
+    mode = _checks.padding_mode(fn, padding_mode)
     _check_dtypes(fn, x, w)
     _check_preferred(fn, preferred_element_type, x.dtype)
     dn = _dimension_numbers(fn, dimension_numbers, x.ndim, w.ndim)
@@ -360,13 +398,14 @@ def transpose_spec(fn, x, w, *, strides, padding, output_padding, output_shape, 
     if target is not None:
         op = _output_padding_for(fn, geo, pad, target)
     o = _output_size(fn, geo, pad, op)
+    _checks.mode_padding(fn, mode, pad, o, "the output (the forward conv's input)")
 
     out_shape = [0] * x.ndim
     out_shape[dn.lhs_spec[0]], out_shape[dn.lhs_spec[1]] = batch, c_out
     for a, oj in zip(dn.lhs_spec[2:], o):
         out_shape[a] = oj
     return Spec(dn, tuple(x.shape), tuple(w.shape), tuple(out_shape), geo.s, pad, op, geo.d, g,
-                precision, preferred_element_type)
+                precision, preferred_element_type, mode)
 
 
 def _transpose_channels(fn, x, w, dn, groups, dimension_numbers):

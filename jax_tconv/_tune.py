@@ -436,7 +436,8 @@ def apply(x: jax.Array, w: jax.Array, spec: Spec) -> jax.Array:
 
 
 def tune_choice(x: ArrayLike, w: ArrayLike, *, strides: IntOrSequence = 1,
-                padding: Padding = 0, output_padding: IntOrSequence = 0,
+                padding: Padding = 0, padding_mode: str = "zeros",
+                output_padding: IntOrSequence = 0,
                 output_shape: tuple[int, ...] | None = None, dilation: IntOrSequence = 1,
                 groups: int = 1, dimension_numbers: DimensionNumbers = None,
                 precision: Precision = None, preferred_element_type: DTypeLike | None = None,
@@ -466,7 +467,7 @@ def tune_choice(x: ArrayLike, w: ArrayLike, *, strides: IntOrSequence = 1,
     """
     x_, w_ = _api._shaped(x), _api._shaped(w)
     spec = transpose_spec(
-        "tune_choice", x_, w_, strides=strides, padding=padding,
+        "tune_choice", x_, w_, strides=strides, padding=padding, padding_mode=padding_mode,
         output_padding=output_padding, output_shape=output_shape, dilation=dilation,
         groups=groups, dimension_numbers=dimension_numbers, precision=precision,
         preferred_element_type=preferred_element_type)

@@ -19,7 +19,31 @@ that is jax_tconv's ConvTranspose with padding ``(D - a, D - b)``, the kernel
 flipped and its channel axes swapped for ``transpose_kernel=False`` and taken
 as is for ``True``. A negative high padding ``D - b`` becomes
 ``output_padding``; what cannot be expressed (``a > D``, ``b - D >=
-max(stride, dilation)``, ``'CIRCULAR'``) raises a ValueError.
+max(stride, dilation)``) raises a ValueError.
+
+Flax's ``padding='CIRCULAR'`` runs the 'VALID' transposed convolution (the
+whole uncropped output, size ``(i - 1)*s + D + 1``, zero-extended to ``i*s``
+if shorter) and wraps it around with period ``P = i*s``, after shifting it by
+``P - ceil(e/2)`` (``transpose_kernel=True``) or ``P - floor(e/2)``
+(``False``), ``e = D + 1 - s`` the overhang. That is exactly the adjoint of a
+circular convolution of an input of size ``P`` with stride ``s`` and padding
+``(ceil(e/2), floor(e/2))`` (``False``: ``(floor(e/2), ceil(e/2))``), i.e.
+jax_tconv's ConvTranspose with that padding and ``padding_mode='circular'``
+(``e <= 0``: no padding, ``output_padding = -e``, nothing wraps) -- as long
+as each padding is at most ``P`` (``e <= 2P``), PyTorch's circular rule,
+which the layer checks on each input. Below that Flax wraps the border
+around several times, which no single circular padding does, and the layer
+refuses the input.
+
+Equinox (`from_equinox`): ``equinox.nn.ConvTranspose`` is the same kind of
+correlation: the stride-dilated input, zero-padded by ``(a, b)`` (computed
+from its ``padding`` and ``output_padding`` by Relationship 14 of arXiv
+1603.07285), with its weight ``(C_out, C_in // groups, *k)`` unflipped and
+grouped along the output channels. `from_equinox` returns the
+`jax_tconv.nn.equinox.ConvTranspose` computing the same: padding ``(D - a,
+D - b)`` as above, the weight flipped and regrouped to ``(C_in, C_out //
+groups, *k)``, the forward conv's kernel (Equinox's FAQ flip-and-swap, which
+is right for ``groups=1`` only).
 """
 
 from __future__ import annotations
@@ -31,7 +55,7 @@ import numpy as np
 
 from jax_tconv.typing import ArrayLike
 
-__all__ = ["from_flax", "from_torch", "load_params", "to_torch"]
+__all__ = ["from_equinox", "from_flax", "from_torch", "load_params", "to_torch"]
 
 
 def from_torch(weight: ArrayLike, bias: ArrayLike | None) -> dict[str, np.ndarray]:
@@ -168,11 +192,6 @@ def _broadcast(value, n):
 def _flax_pads(padding, k_eff, s, n) -> list[tuple[int, int]]:
     """The ``(a, b)`` padding lax.conv_transpose applies to the stride-dilated input."""
     if isinstance(padding, str):
-        if padding == "CIRCULAR":
-            raise ValueError(
-                "from_flax: padding='CIRCULAR' (periodic) has no jax_tconv ConvTranspose "
-                "equivalent, which pads with zeros."
-            )
         if padding == "SAME":  # lax's forward-SAME rule, per dimension
             pairs = []
             for kj, sj in zip(k_eff, s):
@@ -219,9 +238,14 @@ def from_flax(module: Any, *, params: Mapping[str, ArrayLike] | None = None,
       ``{'params': params}`` (linen) or `load_params` (nnx); the outputs equal
       the Flax module's. A ``mask`` is multiplied into the kernel.
 
+    ``padding='CIRCULAR'`` becomes ``padding_mode='circular'`` with the padding
+    that makes it the same operator (module docstring); the layer then refuses
+    inputs so small (``i*s`` under half the overhang) that Flax wraps the
+    border around more than once.
+
     Raises:
-      ValueError: the configuration has no equivalent (circular padding, padding
-        beyond the reach of the kernel, ``preferred_element_type``), or `api`.
+      ValueError: the configuration has no equivalent (padding beyond the reach
+        of the kernel, ``preferred_element_type``), or `api`.
 
     Example:
       >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -253,12 +277,17 @@ def from_flax(module: Any, *, params: Mapping[str, ArrayLike] | None = None,
     n = len(k)
     s, d = _broadcast(module.strides, n), _broadcast(module.kernel_dilation, n)
     kernel = _flax_kernel(module, kernel, n)
-    padding, output_padding = _flax_padding(module.padding, k, s, d)
+    if module.padding == "CIRCULAR":
+        padding, output_padding = _flax_circular(k, s, d, module.transpose_kernel)
+        mode = "circular"
+    else:
+        padding, output_padding = _flax_padding(module.padding, k, s, d)
+        mode = "zeros"
 
     kwargs: dict[str, Any] = dict(
-        kernel_size=k, strides=s, padding=padding, output_padding=output_padding, dilation=d,
-        use_bias=module.use_bias, dtype=module.dtype, param_dtype=module.param_dtype,
-        precision=module.precision)
+        kernel_size=k, strides=s, padding=padding, padding_mode=mode,
+        output_padding=output_padding, dilation=d, use_bias=module.use_bias,
+        dtype=module.dtype, param_dtype=module.param_dtype, precision=module.precision)
     if api == "linen":
         kwargs = dict(features=features, **kwargs)
     else:
@@ -293,27 +322,158 @@ def _flax_kernel(module, kernel: np.ndarray, n: int) -> np.ndarray:
 
 
 def _flax_padding(padding, k, s, d) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
-    """Step 3: lax.conv_transpose's ``(a, b)`` as jax_tconv's padding and output padding.
+    """Step 3: lax.conv_transpose's ``(a, b)`` as jax_tconv's padding and output padding."""
+    k_eff = tuple(dj * (kj - 1) + 1 for kj, dj in zip(k, d))
+    return _from_dilated_padding("from_flax", f"padding {padding!r} gives lax.conv_transpose",
+                                 _flax_pads(padding, k_eff, s, len(k)), k, s, d)
+
+
+def _from_dilated_padding(fn: str, what: str, pairs, k, s, d):
+    """``(a, b)``, the padding of the stride-dilated input, as padding and output padding.
 
     With ``D = d*(k - 1)`` the padding is ``(D - a, D - b)``; a negative high
     side becomes output padding, reachable only below ``max(stride, dilation)``.
     """
-    n = len(k)
-    k_eff = tuple(dj * (kj - 1) + 1 for kj, dj in zip(k, d))
     pads, output_padding = [], []
-    for j, ((a, b), ke, sj, dj) in enumerate(zip(_flax_pads(padding, k_eff, s, n), k_eff, s, d)):
-        reach = ke - 1
+    for j, ((a, b), kj, sj, dj) in enumerate(zip(pairs, k, s, d)):
+        reach = dj * (kj - 1)
         lo, hi = reach - a, reach - b
         op = 0
         if hi < 0:
             op, hi = -hi, 0
         if lo < 0 or op >= max(sj, dj):
             raise ValueError(
-                f"from_flax: padding {padding!r} gives lax.conv_transpose padding "
-                f"({a}, {b}) in spatial dimension {j}; jax_tconv reaches (a, b) only for "
-                f"a <= d*(k - 1) = {reach} and b - {reach} < max(stride, dilation) = "
-                f"{max(sj, dj)} (the extra outputs would be constant zeros plus bias)."
+                f"{fn}: {what} padding ({a}, {b}) in spatial dimension {j}; jax_tconv "
+                f"reaches (a, b) only for a <= d*(k - 1) = {reach} and b - {reach} < "
+                f"max(stride, dilation) = {max(sj, dj)} (the extra outputs would be constant "
+                f"zeros plus bias)."
             )
         pads.append((lo, hi))
         output_padding.append(op)
     return tuple(pads), tuple(output_padding)
+
+
+def _flax_circular(k, s, d, transpose_kernel) -> tuple[tuple[tuple[int, int], ...],
+                                                      tuple[int, ...]]:
+    """Step 3, ``padding='CIRCULAR'``: the circular padding whose adjoint Flax computes.
+
+    Per dimension the overhang ``e = d*(k - 1) + 1 - s`` of the uncropped output
+    beyond the period ``i*s`` is split as Flax shifts it (module docstring):
+    ``(ceil(e/2), floor(e/2))`` for ``transpose_kernel=True``, the other way
+    round for False; a negative ``e`` is output padding instead.
+    """
+    pads, output_padding = [], []
+    for kj, sj, dj in zip(k, s, d):
+        e = dj * (kj - 1) + 1 - sj
+        if e <= 0:
+            pads.append((0, 0))
+            output_padding.append(-e)
+            continue
+        big, small = (e + 1) // 2, e // 2
+        pads.append((big, small) if transpose_kernel else (small, big))
+        output_padding.append(0)
+    return tuple(pads), tuple(output_padding)
+
+
+# ----------------------------------------------------------------------------
+# Equinox's ConvTranspose.
+
+
+def _equinox_pads(module) -> list[tuple[int, int]]:
+    """The ``(a, b)`` padding equinox.nn.ConvTranspose applies to the stride-dilated input.
+
+    Equinox's own rule (``ConvTranspose._padding_transpose``), from Relationship
+    14 of arXiv 1603.07285: ``a = D - lo`` and ``b = D - hi + output_padding``,
+    where 'SAME' / 'SAME_LOWER' take ``lo + hi = max(D - s + op + 1, 0)`` (split
+    as lax does, or with the odd element first) and replace the output padding
+    by ``max(-(D - s + op + 1), 0)``.
+    """
+    pairs = []
+    for j, (kj, sj, dj, op) in enumerate(zip(module.kernel_size, module.stride,
+                                             module.dilation, module.output_padding)):
+        reach = dj * (kj - 1)
+        if isinstance(module.padding, str):
+            if module.padding == "VALID":
+                lo = hi = 0
+            else:
+                total = reach - sj + op + 1  # Equinox replaces output_padding here
+                op, total = max(-total, 0), max(total, 0)
+                lo = (total + (module.padding == "SAME_LOWER")) // 2
+                hi = total - lo
+        else:
+            lo, hi = module.padding[j]
+        pairs.append((reach - lo, reach - hi + op))
+    return pairs
+
+
+def _equinox_weight(weight: np.ndarray, groups: int) -> np.ndarray:
+    """Equinox's ``(C_out, C_in // g, *k)`` as the forward conv's ``(C_in, C_out // g, *k)``.
+
+    Equinox correlates with it unflipped, grouped along its first axis.
+
+    Output channel ``o`` of group ``j`` reads input channel ``j * C_in/g + i``
+    through ``weight[o, i]``; in the forward conv's kernel that connection is
+    ``[j * C_in/g + i, o - j * C_out/g]``, flipped in space.
+    """
+    c_out, i_g, *k = weight.shape
+    o_g = c_out // groups
+    w = weight.reshape(groups, o_g, i_g, *k).swapaxes(1, 2).reshape(groups * i_g, o_g, *k)
+    return np.ascontiguousarray(np.flip(w, axis=tuple(range(2, w.ndim))))
+
+
+def from_equinox(module: Any) -> Any:
+    """The `jax_tconv.nn.equinox.ConvTranspose` equal to an ``equinox.nn.ConvTranspose``.
+
+    Args:
+      module: an ``equinox.nn.ConvTranspose`` (or ``ConvTranspose1d/2d/3d``).
+
+    Returns:
+      A `jax_tconv.nn.equinox.ConvTranspose` with the same channels, kernel size,
+      stride, dilation, groups and bias, whose output equals the module's for
+      every input; its weight is the forward conv's kernel (flipped and
+      regrouped from Equinox's) and its padding PyTorch's (``'SAME'`` /
+      ``'SAME_LOWER'`` resolved into pairs and output padding, as Equinox does).
+
+    Raises:
+      ValueError: ``padding_mode='CIRCULAR'`` (periodic: no zero-padded
+        ConvTranspose computes it), or a padding beyond the kernel's reach.
+      TypeError: `module` is not an ``equinox.nn.ConvTranspose``.
+
+    Example:
+      >>> import equinox as eqx, jax, jax.numpy as jnp
+      >>> from jax_tconv import interop
+      >>> theirs = eqx.nn.ConvTranspose(2, 4, 3, 3, stride=2, padding="SAME",
+      ...                               key=jax.random.key(0))
+      >>> ours = interop.from_equinox(theirs)
+      >>> ours.padding, ours.output_padding
+      (((0, 1), (0, 1)), (0, 0))
+      >>> x = jax.random.normal(jax.random.key(1), (4, 5, 5))
+      >>> bool(jnp.allclose(ours(x), theirs(x), atol=1e-5))
+      True
+    """
+    import equinox as eqx
+    import jax
+
+    from jax_tconv.nn import equinox as teqx  # imports Equinox: only here
+
+    fn = "from_equinox"
+    if not isinstance(module, eqx.nn.ConvTranspose):
+        raise TypeError(f"{fn}: expected an equinox.nn.ConvTranspose, got {type(module).__name__}.")
+    if module.padding_mode != "ZEROS":
+        raise ValueError(
+            f"{fn}: padding_mode={module.padding_mode!r} (periodic) has no jax_tconv "
+            f"ConvTranspose equivalent, which pads with zeros."
+        )
+    k, s, d = module.kernel_size, module.stride, module.dilation
+    padding, output_padding = _from_dilated_padding(
+        fn, f"padding {module.padding!r} with output_padding {module.output_padding!r} gives "
+            f"Equinox's", _equinox_pads(module), k, s, d)
+    weight = np.asarray(module.weight)
+    kernel = jax.numpy.asarray(_equinox_weight(weight, module.groups))
+    n = module.num_spatial_dims
+    return teqx.with_arrays(
+        lambda: teqx.ConvTranspose(n, module.in_channels, module.out_channels, k, stride=s,
+                                   padding=padding, output_padding=output_padding, dilation=d,
+                                   groups=module.groups, use_bias=module.use_bias,
+                                   dtype=weight.dtype, key=jax.random.key(0)),
+        kernel, module.bias)

@@ -7,6 +7,12 @@ self-check (``python -m jax_tconv``) measure every formulation against.
 Layout: channels first, ``x: (N, C_in, *i)``, ``w`` in PyTorch's
 ``ConvTranspose`` layout ``(C_in, C_out // groups, *k)``; ``padding`` is one
 ``(lo, hi)`` pair per spatial dimension (the forward conv's padding).
+
+Padding modes: the uncropped output's position ``q`` is position ``p = q - lo``
+of the forward conv's padded input. With ``padding_mode='zeros'`` the
+positions outside ``[0, o)`` are dropped (cropped); otherwise each adds its
+value to the input position the padding copied into it (`_source`: wrapped,
+mirrored or clamped), which is the padding's adjoint by definition.
 """
 
 from __future__ import annotations
@@ -33,16 +39,50 @@ def _pairs(x_shape, w_shape, strides, dilation, groups):
                 yield cin, cout, p, t, at
 
 
-def _window(full_shape, padding, output_padding):
-    """Slices of the uncropped output that form the output, and the zero-extension needed."""
-    crop, extend = [], []
+_MODES = ("zeros", "circular", "reflect", "replicate")
+
+
+def _source(p: int, o: int, mode: str) -> int | None:
+    """The position of the size-`o` input that padded position `p` holds (None: a zero)."""
+    if 0 <= p < o:
+        return p
+    if mode == "circular":
+        src = p + o if p < 0 else p - o
+    elif mode == "reflect":
+        src = -p if p < 0 else 2 * (o - 1) - p
+    elif mode == "replicate":
+        src = 0 if p < 0 else o - 1
+    else:
+        return None
+    if not 0 <= src < o:
+        raise ValueError(f"reference: padding_mode={mode!r} cannot fill position {p} from "
+                         f"a size-{o} input (PyTorch's F.pad rule)")
+    return src
+
+
+def _folds(full_shape, padding, output_padding, padding_mode) -> list[np.ndarray]:
+    """Per spatial dimension the 0/1 matrix ``M (o, full)``: output = M @ uncropped output."""
+    if padding_mode not in _MODES:
+        raise ValueError(f"reference: padding_mode must be one of {_MODES}, got {padding_mode!r}")
+    mats = []
     for size, (lo, hi), op in zip(full_shape, padding, output_padding):
         o = size - lo - hi + op
         if o < 1:
             raise ValueError(f"reference: output size {o} < 1")
-        crop.append(slice(lo, lo + o))
-        extend.append((0, max(0, lo + o - size)))
-    return crop, extend
+        m = np.zeros((o, size))
+        for q in range(size):
+            src = _source(q - lo, o, padding_mode)
+            if src is not None:
+                m[src, q] += 1
+        mats.append(m)
+    return mats
+
+
+def _along(a: np.ndarray, mats) -> np.ndarray:
+    """Apply ``mats[j]`` along spatial axis ``2 + j`` of ``a (N, C, *spatial)``."""
+    for j, m in enumerate(mats):
+        a = np.moveaxis(np.tensordot(m, a, axes=([1], [2 + j])), 0, 2 + j)
+    return a
 
 
 def _setup(x, w, strides, dilation) -> tuple[np.ndarray, np.ndarray, type, list[int]]:
@@ -56,12 +96,16 @@ def _setup(x, w, strides, dilation) -> tuple[np.ndarray, np.ndarray, type, list[
 
 def conv_transpose_reference(x: ArrayLike, w: ArrayLike, *, strides: Sequence[int],
                              padding: Sequence[tuple[int, int]], output_padding: Sequence[int],
-                             dilation: Sequence[int], groups: int = 1) -> np.ndarray:
+                             dilation: Sequence[int], groups: int = 1,
+                             padding_mode: str = "zeros") -> np.ndarray:
     """Transposed convolution by explicit scatter, in float64 (or complex128).
 
     Input element ``x[n, c, p]`` adds ``x[n, c, p] * w[c, :, t]`` to position
     ``p*s + t*d`` of an uncropped output of size ``(i - 1)*s + d*(k - 1) + 1``,
-    which is then cropped by ``lo`` below and ``hi - output_padding`` above.
+    which is then cropped by ``lo`` below and ``hi - output_padding`` above
+    (zero-extended where that is negative); with a `padding_mode` other than
+    'zeros' the border beyond the crop is added onto the positions it was
+    padded from instead of dropped.
 
     Returns:
       ``(N, C_out, *o)``.
@@ -71,28 +115,26 @@ def conv_transpose_reference(x: ArrayLike, w: ArrayLike, *, strides: Sequence[in
     y = np.zeros((n, c_out, *full), dtype)
     for cin, cout, p, t, at in _pairs(x.shape, w.shape, strides, dilation, groups):
         y[(slice(None), cout, *at)] += x[(slice(None), cin, *p)] @ w[(cin, slice(None), *t)]
-    crop, extend = _window(full, padding, output_padding)
-    y = np.pad(y, [(0, 0), (0, 0), *extend])
-    return y[(slice(None), slice(None), *crop)]
+    return _along(y, _folds(full, padding, output_padding, padding_mode))
 
 
 def conv_transpose_reference_vjp(x: ArrayLike, w: ArrayLike, g: ArrayLike, *,
                                  strides: Sequence[int], padding: Sequence[tuple[int, int]],
                                  output_padding: Sequence[int], dilation: Sequence[int],
-                                 groups: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                                 groups: int = 1, padding_mode: str = "zeros",
+                                 ) -> tuple[np.ndarray, np.ndarray]:
     """Gradients of ``sum(g * conv_transpose(x, w))`` with respect to x and w, by gather.
 
     The scatter is linear in each argument; its adjoint gathers the cotangent
-    `g` (zero-filled back into the uncropped output) at the same positions.
+    `g`, carried back to the uncropped output (zero-filled beyond the crop, or
+    padded by `padding_mode`), at the same positions.
 
     Returns:
       ``(dx, dw)`` shaped like ``x`` and ``w``.
     """
     x, w, dtype, full = _setup(x, w, strides, dilation)
-    crop, _ = _window(full, padding, output_padding)
-    g = np.asarray(g)
-    g_full = np.zeros((*g.shape[:2], *(max(f, c.stop) for f, c in zip(full, crop))), dtype)
-    g_full[(slice(None), slice(None), *crop)] = np.asarray(g)
+    mats = _folds(full, padding, output_padding, padding_mode)
+    g_full = _along(np.asarray(g).astype(dtype), [m.T for m in mats])
     dx, dw = np.zeros_like(x), np.zeros_like(w)
     for cin, cout, p, t, at in _pairs(x.shape, w.shape, strides, dilation, groups):
         gv = g_full[(slice(None), cout, *at)]                   # (N, C_out_g)

@@ -27,5 +27,5 @@ settings.load_profile(os.environ.get("JAX_TCONV_HYPOTHESIS_PROFILE", "ci"))
 
 # Scripts that live beside the tests (fixture writers, subprocess helpers) are not test
 # modules; --doctest-modules would import them, and the fixture writers need torch.
-collect_ignore = ["make_torch_fixtures.py", "make_golden.py", "crash_hunt.py", "sharding_check.py",
-                  "layers_sharding_check.py"]
+collect_ignore = ["make_torch_fixtures.py", "make_golden.py", "make_golden_modes.py",
+                  "crash_hunt.py", "sharding_check.py", "layers_sharding_check.py"]

@@ -29,6 +29,7 @@ class Case:
     dilation: object = 1
     groups: int = 1
     layout: str = "last"  # "last": N...C / ...IO;  "first": NC... / OI... (PyTorch)
+    padding_mode: str = "zeros"
 
     @property
     def nd(self):
@@ -42,10 +43,13 @@ class Case:
         return (f"N{sp}C", f"{sp}IO", f"N{sp}C")
 
     def kwargs(self):
-        return dict(strides=self.strides, padding=self.padding,
-                    output_padding=self.output_padding, output_shape=self.output_shape,
-                    dilation=self.dilation, groups=self.groups,
-                    dimension_numbers=self.dimension_numbers)
+        kw = dict(strides=self.strides, padding=self.padding,
+                  output_padding=self.output_padding, output_shape=self.output_shape,
+                  dilation=self.dilation, groups=self.groups,
+                  dimension_numbers=self.dimension_numbers)
+        if self.padding_mode != "zeros":
+            kw["padding_mode"] = self.padding_mode
+        return kw
 
     def arrays(self, seed=0, dtype=np.float32):
         """x in its layout, w in its layout (canonically (C_in, C_out/g, *k))."""
@@ -84,7 +88,8 @@ class Case:
     def _ref_args(self):
         pads, ops = self.reference_geometry()
         return dict(strides=self._per_dim(self.strides), padding=pads, output_padding=ops,
-                    dilation=self._per_dim(self.dilation), groups=self.groups)
+                    dilation=self._per_dim(self.dilation), groups=self.groups,
+                    padding_mode=self.padding_mode)
 
     def _canonical(self, x, w):
         if self.layout == "last":

@@ -1,4 +1,4 @@
-"""NumPy references and a two-API harness for the jax_tconv.nn tests.
+"""NumPy references and a three-API harness (linen, nnx, Equinox) for the jax_tconv.nn tests.
 
 The references share no code with jax_tconv.nn: explicit NumPy loops (and the
 package's own NumPy scatter reference for the transposed convolution).
@@ -6,11 +6,13 @@ package's own NumPy scatter reference for the transposed convolution).
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from jax_tconv.nn import linen as tlinen
@@ -18,6 +20,12 @@ from jax_tconv.nn import nnx as tnnx
 from jax_tconv.reference import conv_transpose_reference
 
 APIS = ("linen", "nnx")
+#: Equinox is an optional extra: its cases are skipped (and say so) without it.
+HAS_EQUINOX = importlib.util.find_spec("equinox") is not None
+EQUINOX = pytest.param("equinox", marks=pytest.mark.skipif(
+    not HAS_EQUINOX, reason="the equinox extra is not installed"))
+#: The layer APIs one test body runs against; `Layer` speaks channels-last for all three.
+LAYER_APIS = (*APIS, EQUINOX)
 
 
 def per_dim(v, n):
@@ -107,11 +115,28 @@ def np_normal(shape, seed=1):
     return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float32)
 
 
-class Layer:
-    """One layer in either Flax API: ``layer(x, **call_kwargs)``, ``params`` dict, grads.
+def to_equinox(kernel):
+    """A channels-last kernel ``(*k, B, A)`` in Equinox's layout ``(A, B, *k)``."""
+    n = kernel.ndim - 2
+    return jnp.transpose(kernel, (n + 1, n, *range(n)))
 
-    Kernel and bias default to NumPy normal draws (tests run faster without a
-    JAX random compilation per shape); pass kernel_init/bias_init to override.
+
+def from_equinox(weight):
+    """An Equinox weight ``(A, B, *k)`` as the channels-last kernel ``(*k, B, A)``."""
+    n = weight.ndim - 2
+    return jnp.transpose(weight, (*range(2, n + 2), 1, 0))
+
+
+class Layer:
+    """One layer in any of the three APIs: ``layer(x, **call_kwargs)``, ``params`` dict, grads.
+
+    Speaks channels-last and Flax's names for all three: for Equinox, `params`
+    holds the weight as the channels-last kernel (``(*k, B, A)`` for Equinox's
+    ``(A, B, *k)``) and the bias flat, ``strides`` is passed as ``stride``, and
+    `apply` moves the channels first and maps the layer over the batch axes.
+    Kernel and bias default to NumPy normal draws in the channels-last layout
+    (the same numbers in every API; tests run faster without a JAX random
+    compilation per shape); pass kernel_init/bias_init to override.
     """
 
     def __init__(self, api, cls, in_features, features, kernel_size, *, seed=0, x=None,
@@ -123,14 +148,43 @@ class Layer:
         if api == "linen":
             self.module = getattr(tlinen, cls)(features, kernel_size, **kwargs)
             self.variables = self.module.init(jax.random.key(seed), x)
+        elif api == "equinox":
+            self._init_equinox(cls, in_features, features, kernel_size, seed, kwargs)
         else:
             self.module = getattr(tnnx, cls)(in_features, features, kernel_size,
                                              rngs=nnx.Rngs(seed), **kwargs)
+
+    def _init_equinox(self, cls, in_features, features, kernel_size, seed, kwargs):
+        import equinox as eqx
+
+        from jax_tconv.nn import equinox as teqx
+
+        kernel_init, bias_init = kwargs.pop("kernel_init"), kwargs.pop("bias_init", None)
+        if "strides" in kwargs:
+            kwargs["stride"] = kwargs.pop("strides")
+
+        def make():
+            return getattr(teqx, cls)(len(kernel_size), in_features, features, kernel_size,
+                                      key=jax.random.key(seed), **kwargs)
+
+        # Built abstractly, then given the NumPy draws: no JAX random compilation per shape.
+        shaped = eqx.filter_eval_shape(make)
+        a, b, *k = shaped.weight.shape
+        weight = to_equinox(kernel_init(None, (*k, b, a), jnp.float32))
+        bias = None
+        if shaped.bias is not None:
+            bias = bias_init(None, (shaped.bias.shape[0],), jnp.float32).reshape(shaped.bias.shape)
+        self.module = teqx.with_arrays(make, weight, bias)
 
     @property
     def params(self):
         if self.api == "linen":
             return dict(self.variables["params"])
+        if self.api == "equinox":
+            p = {"kernel": from_equinox(self.module.weight)}
+            if self.module.bias is not None:
+                p["bias"] = self.module.bias.reshape(-1)
+            return p
         p = {"kernel": self.module.kernel[...]}
         if self.module.bias is not None:
             p["bias"] = self.module.bias[...]
@@ -140,6 +194,8 @@ class Layer:
         """A pure function of (params, x), for grads and jit."""
         if self.api == "linen":
             return self.module.apply({"params": params}, x, **kw)
+        if self.api == "equinox":
+            return self._apply_equinox(params, x, **kw)
         graphdef, state = nnx.split(self.module)
         state = jax.tree.map(lambda v: v, state)
         module = nnx.merge(graphdef, state)
@@ -148,5 +204,35 @@ class Layer:
             module.bias[...] = params["bias"]
         return module(x, **kw)
 
+    def _apply_equinox(self, params, x, **kw):
+        import equinox as eqx
+
+        module = eqx.tree_at(lambda m: m.weight, self.module, to_equinox(params["kernel"]))
+        if "bias" in params:
+            module = eqx.tree_at(lambda m: m.bias, module,
+                                 params["bias"].reshape(self.module.bias.shape))
+        return _equinox_batched(module, jnp.asarray(x), kw)
+
     def __call__(self, x, **kw):
         return self.apply(self.params, x, **kw)
+
+
+def _equinox_batched(module, x, kw):
+    """An unbatched channels-first Equinox layer on channels-last ``(*B, *s, C)``, jitted
+    (one compilation per test instead of one per eager operation under vmap)."""
+    import equinox as eqx
+
+    global _EQUINOX_BATCHED
+    if _EQUINOX_BATCHED is None:
+        def run(module, x, kw):
+            n = module.num_spatial_dims
+            batch = x.shape[: x.ndim - n - 1]
+            xs = jnp.moveaxis(x.reshape(-1, *x.shape[x.ndim - n - 1:]), -1, 1)
+            ys = jax.vmap(lambda xi: module(xi, **kw))(xs)
+            return jnp.moveaxis(ys, 1, -1).reshape(*batch, *ys.shape[2:], ys.shape[1])
+
+        _EQUINOX_BATCHED = eqx.filter_jit(run)
+    return _EQUINOX_BATCHED(module, x, kw)
+
+
+_EQUINOX_BATCHED = None

@@ -53,6 +53,30 @@ BAD = [
     # An integer x beside a float w: the advice is a float cast, never an int one.
     (dict(x=jnp.ones((2, 4, 4, 6), jnp.int32)), TypeError, r"got x.dtype=int32 and w.dtype=float32; cast the integer one\(s\) to a float dtype"),
     (dict(padding="Full"), ValueError, r"any case"),
+    # Padding modes: PyTorch's names and F.pad's rules, against the output size o.
+    (dict(padding_mode="wrap"), ValueError,
+     r"conv_transpose: unknown padding_mode 'wrap'; choose one of 'zeros', 'circular', "
+     r"'reflect', 'replicate' \(PyTorch's names\) \('wrap' is 'circular' here\)"),
+    (dict(padding_mode="CIRCULAR"), ValueError,
+     r"unknown padding_mode 'CIRCULAR'.*\('CIRCULAR' is 'circular' here\)"),
+    (dict(padding_mode="symmetric"), ValueError, r"unknown padding_mode 'symmetric'.*NumPy's "
+     r"'symmetric', which repeats the edge element, has no equivalent"),
+    (dict(padding_mode=None), TypeError,
+     r"conv_transpose: padding_mode must be a string, one of 'zeros', 'circular', 'reflect', "
+     r"'replicate', got None of type NoneType"),
+    (dict(padding_mode=0), TypeError, r"padding_mode must be a string.*got 0 of type int"),
+    (dict(padding=2, padding_mode="reflect"), ValueError,
+     r"conv_transpose: padding_mode='reflect' needs each padding < the size it pads, as "
+     r"PyTorch's F.pad; got padding \(2, 2\) in spatial dimension 0, where the output \(the "
+     r"forward conv's input\) has size 2. Reduce the padding, or use "
+     r"padding_mode='replicate' \(any padding\)"),
+    (dict(padding=((3, 1), 0), padding_mode="circular"), ValueError,
+     r"conv_transpose: padding_mode='circular' needs each padding <= the size it pads \(one "
+     r"wrap-around\), as PyTorch's F.pad; got padding \(3, 1\) in spatial dimension 0, where "
+     r"the output \(the forward conv's input\) has size 2"),
+    (dict(x=jnp.ones((2, 4, 1, 6)), padding="SAME", padding_mode="reflect"), ValueError,
+     r"padding_mode='reflect' needs each padding < the size it pads.*got padding \(1, 1\) in "
+     r"spatial dimension 1, where the output \(the forward conv's input\) has size 1"),
 ]
 
 
@@ -110,6 +134,34 @@ def test_errors_name_the_formulation_function():
         jax_tconv.conv_transpose_dilated(X, W, groups=4)
 
 
+@pytest.mark.parametrize("fn", [jax_tconv.conv_transpose_phase, jax_tconv.conv_transpose_matmul,
+                                jax_tconv.auto_method, jax_tconv.tune_choice],
+                         ids=lambda f: f.__name__)
+def test_padding_mode_errors_name_the_function(fn):
+    with pytest.raises(ValueError, match=rf"^{fn.__name__}: unknown padding_mode 'edge'.*"
+                                         r"\('edge' is 'replicate' here\)"):
+        fn(X, W, padding_mode="edge")
+    with pytest.raises(ValueError, match=rf"^{fn.__name__}: padding_mode='reflect' needs each "
+                                         r"padding < the size it pads"):
+        fn(X, W, padding=2, padding_mode="reflect")
+
+
+def test_padding_mode_errors_of_conv_matrix():
+    with pytest.raises(TypeError, match=r"^conv_matrix: padding_mode must be a string"):
+        jax_tconv.conv_matrix(W, (1, 6, 6, 6), padding_mode=True)
+    with pytest.raises(ValueError, match=r"^conv_matrix: padding_mode='circular' needs each "
+                                         r"padding <= the size it pads.*the input has size 6"):
+        jax_tconv.conv_matrix(W, (1, 6, 6, 2), padding=7, padding_mode="circular")
+
+
+def test_padding_mode_limits_are_pytorchs():
+    """reflect: padding < o; circular: <= o; replicate: any; zeros: as before."""
+    o = lambda p: call(padding=p, padding_mode="replicate").shape[1]   # noqa: E731
+    assert o(((3, 1), 0)) == 2                              # replicate: 3 beyond a size of 2
+    assert call(padding=((2, 0), 0), padding_mode="circular").shape[1] == 4 - 0 + 0
+    assert call(padding=((1, 1), 0), padding_mode="reflect").shape[1] == 4   # 1 < 4
+
+
 def test_matmul_refuses_before_allocating(monkeypatch):
     monkeypatch.setattr(jax_tconv._matmul, "MATMUL_MAX_BYTES", 1000)
     with pytest.raises(ValueError, match=r"dense convolution matrix would be 96 x 72 = 27,648 "
@@ -128,6 +180,14 @@ def test_matmul_default_bound_on_a_large_layer():
     (dict(x=jnp.ones((1, 4, 4, 3))), ValueError, r"conv: x has 3 input channels \(axis 3 of x.shape=\(1, 4, 4, 3\)\) but w expects 2 per group .* x groups=1"),
     (dict(groups=4), ValueError, r"conv: groups=4 must divide the kernel's output channels \(O\), but 6"),
     (dict(padding=(-3, 0)), ValueError, r"conv: in spatial dimension 0 the padded input \(4 \+ -3 \+ -3\)"),
+    (dict(padding=4, padding_mode="reflect"), ValueError,
+     r"conv: padding_mode='reflect' needs each padding < the size it pads.*\(4, 4\) in "
+     r"spatial dimension 0, where the input has size 4"),
+    (dict(padding=(0, 5), padding_mode="circular"), ValueError,
+     r"conv: padding_mode='circular' needs each padding <= the size it pads.*\(5, 5\) in "
+     r"spatial dimension 1"),
+    (dict(padding_mode="Reflect"), ValueError,
+     r"conv: unknown padding_mode 'Reflect'.*\('Reflect' is 'reflect' here\)"),
 ])
 def test_conv_bad_input(kwargs, exc, match):
     x = kwargs.pop("x", jnp.ones((1, 4, 4, 2)))

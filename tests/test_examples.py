@@ -27,7 +27,8 @@ import matplotlib.image  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SCRIPTS = ("textbook", "functional_transforms", "dcgan_digits", "segmentation", "checkerboard",
-           "sharded_training", "multiprocess_training")
+           "sharded_training", "unrolled_deconvolution", "multiprocess_training",
+           "periodic_upsampling")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -43,10 +44,15 @@ RUNS = {
     # Size 26 as by default (26 -> 13 -> 7 -> 4), with JAX's default partitioner (Shardy).
     "sharded_training": ["--steps", "3", "--train", "16", "--batch", "8", "--size", "26",
                          "--width", "4", "--x64"],
+    "unrolled_deconvolution": ["--steps", "5", "--unroll", "2", "--kernel", "3",
+                               "--panels", "2"],
     # Two local processes of 2 CPU devices each, and the single-process run, in float64.
     "multiprocess_training": ["--processes", "2", "--local-devices", "2", "--steps", "3",
                               "--size", "8", "--width", "2", "--train", "16", "--batch", "8",
                               "--x64"],
+    # 24 = 2 x 12: the interior (>= 4 * factor pixels from the edge) is not empty.
+    "periodic_upsampling": ["--size", "24", "--factor", "2", "--train", "16", "--test", "8",
+                            "--steps", "3", "--batch", "4", "--width", "4"],
 }
 # Extra environment per run. LLVM at optimisation level 0 compiles the three processes'
 # programs in about a third of the time; the run checks values, not speed.
@@ -214,6 +220,24 @@ def test_sharded_training(runs):
     check_png(tmp_path / "sharded_training.png", min_side=200)
 
 
+def test_unrolled_deconvolution(runs):
+    out, tmp_path = result(runs, "unrolled_deconvolution")
+    check_lists_its_files(out, tmp_path)
+    assert re.search(r"^tied: \|C_k\| = \S+, \S+; step sizes = \S+, \S+$", out, re.MULTILINE), out
+    report = read_json(tmp_path / "unrolled_deconvolution.json")
+    results = report["results"]
+    assert list(results) == ["bicubic", "untied", "tied"] and report["unroll"] == 2
+    for r in results.values():
+        assert 5 < r["psnr"] < 60 and -1 <= r["ssim"] <= 1 and len(r["psnr_each"]) == 2, r
+    # One kernel per step, shared by C_k and its adjoint, plus the step sizes' alphas.
+    assert results["tied"]["parameters"] == 2 * 9 + 2
+    assert results["untied"]["parameters"] == 2 * 2 * 9 + 2
+    for norm, eta in zip(results["tied"]["operator_norms"], results["tied"]["step_sizes"]):
+        assert 0 < eta * norm ** 2 < 2 * (1 + 1e-3)         # eta = alpha / |C|^2, alpha < 2
+    assert "| tied |" in (tmp_path / "unrolled_deconvolution.md").read_text()
+    check_png(tmp_path / "unrolled_deconvolution.png", min_side=200)
+
+
 def test_multiprocess_training(runs):
     out, tmp_path = result(runs, "multiprocess_training")
     check_lists_its_files(out, tmp_path)
@@ -233,6 +257,24 @@ def test_multiprocess_training(runs):
     for pid in (0, 1):
         assert (tmp_path / f"multiprocess_training_process{pid}.npz").is_file()
     check_png(tmp_path / "multiprocess_training.png", min_side=200)
+
+
+def test_periodic_upsampling(runs):
+    out, tmp_path = result(runs, "periodic_upsampling")
+    check_lists_its_files(out, tmp_path)
+    report = read_json(tmp_path / "periodic_upsampling.json")
+    assert report["settings"]["factor"] == 2 and report["settings"]["size"] == 24
+    results = report["results"]
+    assert set(results) == {"zeros", "circular"}
+    for r in results.values():
+        for key in ("mse", "border_mse", "interior_mse", "seam_ratio", "final_train_loss"):
+            assert math.isfinite(r[key]) and r[key] > 0, (key, r)
+        assert len(r["mse_by_input_pixels_to_edge"]) == 6           # 12 input pixels: 0..5
+    # Circular padding makes the network commute with shifts (trained or not); zeros cannot.
+    assert results["circular"]["shift_error"] < 1e-4, results["circular"]
+    assert results["zeros"]["shift_error"] > 1e-3, results["zeros"]
+    assert "| circular |" in out and "| zeros |" in out
+    check_png(tmp_path / "periodic_upsampling.png", min_side=200)
 
 
 def test_progress_bars_end_their_line_in_a_log():

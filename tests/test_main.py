@@ -1,8 +1,10 @@
 """The command line: the self-check fails when a method is wrong; the bench writes its reports."""
 
 import math
+import platform
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -15,6 +17,9 @@ def test_self_check_passes_for_one_method(capsys):
     assert cli.main(["--method", "phase"]) == 0
     out = capsys.readouterr().out
     assert "all methods agree" in out and "MISMATCH" not in out
+    # The first line names the versions it ran on, as installed (docs/versions.md).
+    assert out.startswith(f"versions: python {platform.python_version()}, jax_tconv ")
+    assert f", jax {jax.__version__}, jaxlib " in out.splitlines()[0]
 
 
 def test_self_check_fails_when_a_method_is_wrong(monkeypatch, capsys):
@@ -37,12 +42,16 @@ def test_bench_runs_every_contestant_and_writes_reports(tmp_path, monkeypatch):
             events.append("close")
 
     monkeypatch.setattr(_bench, "_progress", lambda total, enabled: Bar())
+    monkeypatch.setattr(_bench, "PEAK_N", 256)     # a quick (if low) matmul peak
     layer = _bench.Layer("tiny 2d", 1, (4, 4), 4, 2, (4, 4), 2, 1)
     rows = _bench.run([layer], rounds=2, out_dir=tmp_path, progress=True,
                       print_fn=lambda text: events.append(text))
-    # The bar is closed before any result is printed (else the table lands on the bar's line).
-    assert events[:3] == ["update", "update", "close"], events[:4]
-    assert "update" not in events[3:] and "close" not in events[3:]
+    # The bar is closed before any result is printed (else the table lands on the bar's line):
+    # before it, only its updates (2 modes x 2 layouts) and the note on Flax's layout.
+    closed = events.index("close")
+    assert events[:closed].count("update") == 4, events[:closed]
+    assert set(events[:closed]) <= {"update", _bench.FLAX_NOTE}, events[:closed]
+    assert "update" not in events[closed:] and "close" not in events[closed + 1:]
     for name in ("bench.md", "bench.json", "bench.png"):   # every file written is named
         assert f"wrote {tmp_path / name}" in events, name
     names = {r["name"] for r in rows}
@@ -50,12 +59,15 @@ def test_bench_runs_every_contestant_and_writes_reports(tmp_path, monkeypatch):
     for r in rows:
         assert r["mode"] in ("fwd", "fwd+bwd")
         assert r["ms"] > 0 and math.isfinite(r["ms"])
-        anchor = next(a for a in rows if a["mode"] == r["mode"] and a["name"] == "anchor")
+        anchor = next(a for a in rows if a["mode"] == r["mode"] and a["name"] == "anchor"
+                      and a["layout"] == r["layout"])
         assert np.isclose(r["vs_anchor"], r["ms"] / anchor["ms"])
         macs = layer.macs() * (1 if r["mode"] == "fwd" else 3)
         assert np.isclose(r["gflops"], 2 * macs / (r["ms"] * 1e6))
     text = (tmp_path / "bench.md").read_text()
-    assert "| tiny 2d | fwd | phase |" in text and "geomean" in text
+    assert "| tiny 2d | NHWC | fwd | phase |" in text and "geomean" in text
+    assert "| tiny 2d | NCHW | fwd | phase |" in text
+    assert "| tiny 2d | NCHW (ran NHWC) | fwd | flax |" in text
     assert "| tiny 2d | " in _bench.auto_table(rows)
     assert (tmp_path / "bench.json").exists()
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -88,7 +100,7 @@ def test_bench_help_names_every_default_and_the_files():
             assert f"(default: {action.default})" in " ".join(text.split()), action.option_strings
     for flag, default in (("--rounds", 15), ("--out", "bench_out"), ("--dtype", "float32")):
         assert any(a.option_strings == [flag] and a.default == default for a in bench._actions)
-    for name in ("bench.md", "bench.json", "bench.png"):
+    for name in ("bench.md", "bench.json", "bench.png", "models.md", "models.json"):
         assert f"OUT/{name}" in text, name
     assert "bench" in parser.format_help()
 

@@ -1,5 +1,6 @@
-"""The public face of the Flax-side modules: names, and keyword-only optional arguments."""
+"""The public face of the layer modules: names, and keyword-only optional arguments."""
 
+import importlib.util
 import inspect
 
 import flax.linen as fnn
@@ -11,7 +12,7 @@ from jax_tconv.nn import linen, nnx
 FUNCTIONS = [
     nn.pixel_shuffle, nn.pixel_unshuffle, initializers.bilinear, initializers.icnr,
     checkerboard.overlap_map, interop.from_torch, interop.to_torch, interop.load_params,
-    interop.from_flax,
+    interop.from_flax, interop.from_equinox, nn.adjoint,
 ]
 CLASSES = ["ConvTranspose", "ResizeConv", "SubPixelConv", "PixelShuffle"]
 
@@ -30,11 +31,16 @@ def test_nnx_constructor_optional_arguments_are_keyword_only(cls):
             assert p.kind is inspect.Parameter.KEYWORD_ONLY, (cls, p.name)
 
 
-def test_both_apis_have_every_layer_and_docstrings():
-    assert sorted(nn.__all__) == ["linen", "nnx", "pixel_shuffle", "pixel_unshuffle"]
+def test_every_api_has_every_layer_and_docstrings():
+    assert sorted(nn.__all__) == ["adjoint", "equinox", "linen", "nnx", "pixel_shuffle",
+                                  "pixel_unshuffle"]
+    apis = [linen, nnx]
+    if importlib.util.find_spec("equinox") is not None:   # an optional extra
+        apis.append(nn.equinox)
     for cls in CLASSES:
-        for api in (linen, nnx):
+        for api in apis:
             assert getattr(api, cls).__doc__, (api.__name__, cls)
+            assert sorted(api.__all__) == sorted(CLASSES), api.__name__
     for fn in FUNCTIONS:
         assert "Example" in fn.__doc__ or fn is interop.to_torch or ">>>" in fn.__doc__
 

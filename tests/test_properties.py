@@ -3,9 +3,11 @@
 Hypothesis draws configurations nobody picked by hand: rank 1-3, batch, channels
 and groups (depthwise included), kernel sizes, strides, dilation, every padding
 form (int, per dimension, asymmetric (lo, hi) pairs, 'SAME', 'VALID'),
-output_padding or output_shape (spatial or full), any layout of x, y and w
-(channels-last, channels-first, PyTorch's 'OIHW' with 'NHWC', or any
-permutation lax accepts), float32 and float64. The expected geometry
+output_padding or output_shape (spatial or full), every padding mode ('zeros'
+half the time; 'circular', 'reflect', 'replicate' where PyTorch's rule allows
+the padding, else 'replicate'), any layout of x, y and w (channels-last,
+channels-first, PyTorch's 'OIHW' with 'NHWC', or any permutation lax
+accepts), float32 and float64. The expected geometry
 (padding pairs, output padding, output shape) is worked out here from the
 rules of docs/contract.md, not by the library's geometry code.
 
@@ -64,6 +66,7 @@ class Config:
     kwargs: tuple      # the keyword arguments as passed, as (name, value) items
     dtype: str
     seed: int
+    mode: str = "zeros"  # the padding mode
 
     @property
     def nd(self):
@@ -109,7 +112,7 @@ class Config:
 
     def ref_kwargs(self):
         return dict(strides=self.s, padding=self.pads, output_padding=self.ops,
-                    dilation=self.d, groups=self.groups)
+                    dilation=self.d, groups=self.groups, padding_mode=self.mode)
 
     def reference(self, xc, wc):
         """The reference output, laid out by the lhs spec."""
@@ -240,10 +243,18 @@ def configs(draw, max_rank=3, dtypes=("float32", "float64")):
     default = "DHW"[3 - nd:]
     if specs != (f"N{default}C", f"{default}IO", f"N{default}C") or draw(st.booleans()):
         kwargs["dimension_numbers"] = specs
+    mode = draw(st.sampled_from(["zeros"] * 3 + ["circular", "reflect", "replicate"]))
+    o = [f - lo - hi + op for f, (lo, hi), op in zip(full, pads, ops)]
+    if mode == "reflect" and any(max(p) >= oj for p, oj in zip(pads, o)):
+        mode = "replicate"     # PyTorch's F.pad rules: reflect pads < o, circular <= o
+    if mode == "circular" and any(max(p) > oj for p, oj in zip(pads, o)):
+        mode = "replicate"
+    if mode != "zeros" or draw(st.booleans()):
+        kwargs["padding_mode"] = mode
     dtype = draw(st.sampled_from(dtypes))
     return Config(tuple(i), tuple(k), tuple(s), tuple(d), tuple(map(tuple, pads)), tuple(ops),
                   batch, cin, cout, groups, specs, tuple(kwargs.items()), dtype,
-                  draw(st.integers(0, 2**16)))
+                  draw(st.integers(0, 2**16)), mode)
 
 
 def _output_shape(draw, target, specs, batch, cout):
@@ -301,15 +312,16 @@ def test_gradients_match_reference(cfg):
 @given(cfg=configs())
 def test_adjoint_identity(cfg):
     """<conv(y), x> == <y, conv_transpose(x)>, conv being jax_tconv.conv (lax) with the
-    forward padding: hi shrinks by s*(op // s) when op >= s (docs/contract.md, "one corner")."""
+    forward padding: hi shrinks by s*(op // s) when op >= s (docs/contract.md, "one corner"),
+    filled by the padding mode."""
     note(repr(cfg))
     with cfg.precision():
         x, w, _, _ = cfg.arrays()
         y = np.random.default_rng(cfg.seed + 2).standard_normal(cfg.y_shape).astype(cfg.dtype)
         fwd_pads = [(lo, hi - s * (op // s)) for (lo, hi), s, op in zip(cfg.pads, cfg.s, cfg.ops)]
         cy = np.asarray(jax_tconv.conv(y, w, strides=cfg.s, padding=fwd_pads, dilation=cfg.d,
-                                       groups=cfg.groups, dimension_numbers=cfg.specs),
-                        np.float64)
+                                       groups=cfg.groups, dimension_numbers=cfg.specs,
+                                       padding_mode=cfg.mode), np.float64)
         assert cy.shape == x.shape
         lhs = np.vdot(cy, x.astype(np.float64))
         for method in METHODS:
@@ -361,7 +373,8 @@ BREAKS = [
     "wrong_length", "bad_pair", "bad_padding_string", "dtype_mismatch", "integer_dtype",
     "rank_mismatch", "rank_too_low", "channel_mismatch", "malformed_dimension_numbers",
     "dimension_numbers_not_strings", "full_output_shape_disagrees", "output_shape_wrong_length",
-    "zero_size", "unknown_method", "bad_preferred_element_type",
+    "zero_size", "unknown_method", "bad_preferred_element_type", "padding_mode_unknown",
+    "padding_mode_not_a_string", "padding_mode_padding_too_large",
 ]
 
 
@@ -503,6 +516,22 @@ def invalid_calls(draw):
             w = w.take(np.array([], int), axis=cfg.specs[1].index(cfg.letters[j]))
     elif brk == "unknown_method":
         method = draw(st.sampled_from(["fft", "AUTO", "", None, 0]))
+    elif brk == "padding_mode_unknown":
+        kw["padding_mode"] = draw(st.sampled_from(["wrap", "edge", "Zeros", "", "periodic"]))
+    elif brk == "padding_mode_not_a_string":
+        kw["padding_mode"] = draw(st.sampled_from([None, 0, True, ("circular",)]))
+    elif brk == "padding_mode_padding_too_large":
+        explicit_padding()
+        room = full[j] + cfg.ops[j]                 # o = room - lo - hi
+        pads = list(cfg.pads)
+        mode = draw(st.sampled_from(["reflect", "circular"]))
+        if room >= 2:                               # lo > o (circular) or lo >= o (reflect)
+            lo = room // 2 + 1 if mode == "circular" and room >= 3 else (room + 1) // 2
+            mode = "reflect" if lo == room - lo else mode
+            pads[j] = (lo, 0) if draw(st.booleans()) else (0, lo)
+            kw["padding"], kw["padding_mode"] = tuple(pads), mode
+        else:                                       # o = 1 whatever the padding: no room
+            kw["padding_mode"] = "reflected"
     elif brk == "bad_preferred_element_type":
         kw["preferred_element_type"] = draw(st.sampled_from(
             [jnp.int32, jnp.float16, jnp.bfloat16, jnp.complex64, np.bool_, "nonsense", 3]))

@@ -5,6 +5,7 @@ The walk starts from each public module's ``__all__``, so a new public function 
 these rules without being listed here.
 """
 
+import importlib.util
 import inspect
 import subprocess
 import sys
@@ -19,6 +20,10 @@ from jax_tconv import _api, checkerboard, initializers, interop, nn
 from jax_tconv.nn import linen, nnx
 
 MODULES = [jax_tconv, checkerboard, initializers, interop, nn, linen, nnx]
+if importlib.util.find_spec("equinox") is not None:  # an optional extra
+    from jax_tconv.nn import equinox as eqx_layers
+
+    MODULES.append(eqx_layers)
 
 
 def _public_callables():
@@ -43,7 +48,9 @@ def test_the_walk_sees_the_api():
     for name in ("jax_tconv.conv_transpose", "jax_tconv.conv_transpose_phase",
                  "jax_tconv.auto_method", "jax_tconv.interop.from_flax",
                  "jax_tconv.nn.nnx.ConvTranspose.__init__", "jax_tconv.nn.linen.ConvTranspose.__call__",
-                 "jax_tconv.initializers.icnr", "jax_tconv.nn.pixel_shuffle"):
+                 "jax_tconv.initializers.icnr", "jax_tconv.nn.pixel_shuffle",
+                 "jax_tconv.operator_norm", "jax_tconv.nn.adjoint",
+                 "jax_tconv.interop.from_equinox"):
         assert name in PUBLIC, name
 
 
@@ -87,6 +94,16 @@ def test_import_needs_no_flax_and_no_optax():
             "from jax_tconv.nn import linen; print('flax' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["[]", "True"], out
+
+
+def test_the_flax_layers_need_no_equinox():
+    """Equinox is imported by jax_tconv.nn.equinox (and adjoint of an Equinox layer) only."""
+    code = ("import sys, jax, jax.numpy as jnp; from flax import nnx;"
+            "from jax_tconv.nn import adjoint, linen, nnx as tnnx;"
+            "adjoint(nnx.Conv(1, 1, (3,), rngs=nnx.Rngs(0)));"
+            "print('equinox' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"], out
 
 
 # ----------------------------------------------------------------------------

@@ -7,8 +7,10 @@ normalises its arguments into one frozen config (`transpose_config`,
 a stand-in input), and at call time hands the config, the input and its
 parameters to `conv_transpose_layer`, `resize_conv_layer` or
 `sub_pixel_conv_layer`, which build the one `Spec` of the call from the real
-input (errors under the layer's name) and run the formulation on it. The two
-APIs cannot drift.
+input (errors under the layer's name) and run the formulation on it. The
+APIs (linen, nnx, and Equinox, which moves the channel axis last around these
+functions) cannot drift. `ConvGeometry` is what a conv layer and its adjoint
+(`jax_tconv.nn.adjoint`) share.
 
 Kernel layouts (channels last throughout)::
 
@@ -28,8 +30,9 @@ import jax.numpy as jnp
 
 from jax_tconv import _api, _checks
 from jax_tconv._conv import apply_conv
-from jax_tconv._resize import resize_conv
-from jax_tconv._spec import ConvSpec, Spec, conv_spec, transpose_spec
+from jax_tconv._resize import resize_conv, resize_geometry
+from jax_tconv._spec import ConvSpec, Pairs, Spec, conv_spec, transpose_spec
+from jax_tconv._spec import _padding_pairs as padding_pairs
 from jax_tconv.nn._shuffle import pixel_shuffle
 
 #: LeCun normal for the ``(*k, C_out // groups, C_in)`` layout: fan_in = C_in * prod(k),
@@ -65,6 +68,7 @@ class TransposeConfig:
     dtype: Any
     method: str = "auto"
     resize_method: Any = None
+    padding_mode: str = "zeros"
 
     @property
     def num_spatial(self) -> int:
@@ -74,13 +78,16 @@ class TransposeConfig:
         """The transposed convolution's `Spec` for `x` ``(N, *i, C_in)``; errors name the layer.
 
         `kernel_shape` is the ConvTranspose kernel's ``(*k, features // groups, C_in)``.
+        A ResizeConv's spec sets only the output size: its padding mode applies
+        to its own convolution (`resize_conv_layer`), so the spec pads with zeros.
         """
         w = jax.ShapeDtypeStruct(tuple(kernel_shape), x.dtype)
+        mode = self.padding_mode if self.resize_method is None else "zeros"
         return transpose_spec(self.name, x, w, strides=self.strides, padding=self.padding,
                               output_padding=self.output_padding, output_shape=output_shape,
                               dilation=self.dilation, groups=self.groups,
                               dimension_numbers=None, precision=self.precision,
-                              preferred_element_type=None)
+                              preferred_element_type=None, padding_mode=mode)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,13 +141,14 @@ def _check_resize_method(name: str, resize_method) -> None:
 
 def transpose_config(name, *, features, kernel_size, strides, padding, output_padding,
                      dilation, groups, precision, dtype, method="auto",
-                     resize_method=None) -> TransposeConfig:
+                     resize_method=None, padding_mode="zeros") -> TransposeConfig:
     """Normalise a ConvTranspose/ResizeConv configuration (no input needed)."""
     return TransposeConfig(name, _checks.positive_int(name, "features", features),
                            _checks.kernel_size(name, kernel_size), freeze(strides),
                            freeze(padding), freeze(output_padding), freeze(dilation),
                            _checks.positive_int(name, "groups", groups), freeze(precision),
-                           dtype, method, resize_method)
+                           dtype, method, resize_method,
+                           _checks.padding_mode(name, padding_mode))
 
 
 def sub_pixel_config(name, *, features, kernel_size, upscale_factor, padding, dilation, groups,
@@ -183,6 +191,68 @@ def check_sub_pixel(config: SubPixelConfig, in_features=None) -> None:
     """Check a SubPixelConv config at construction (see `check_transpose`)."""
     x, c_in = _stand_in(config, in_features)
     config.spec(x, (*config.kernel_size, c_in // config.groups, config.conv_features))
+
+
+# ----------------------------------------------------------------------------
+# Adjoints: the geometry a convolution and its transpose share.
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvGeometry:
+    """The linear part of a forward convolution ``C``, normalised: what ``Cᵀ`` needs too.
+
+    `padding` is ``'SAME'``, ``'VALID'`` or one ``(lo, hi)`` pair per spatial
+    dimension, ``>= 0`` except that a ConvTranspose whose output padding reaches
+    a stride (``d > s``) has a forward conv with a negative ``hi`` (lax crops).
+    A ConvTranspose with these arguments (and no output padding) computes
+    ``Cᵀ``; a forward conv with them computes ``C``.
+    """
+
+    kernel_size: tuple[int, ...]
+    strides: tuple[int, ...]
+    padding: str | Pairs
+    dilation: tuple[int, ...]
+    groups: int
+
+    @property
+    def num_spatial(self) -> int:
+        return len(self.kernel_size)
+
+
+def conv_geometry(name: str, layer: str, *, kernel_size, strides, padding, dilation,
+                  groups) -> ConvGeometry:
+    """Normalise a forward conv's arguments (lax's meanings); errors name `name` and `layer`.
+
+    Negative padding (lax crops) is refused: no ConvTranspose has it.
+    """
+    n = len(kernel_size)
+    pads = padding_pairs(name, padding, n, negative_ok=True)
+    if not isinstance(pads, str) and any(v < 0 for pair in pads for v in pair):
+        raise ValueError(
+            f"{name}: {layer} has negative padding {padding!r} (lax crops the input): its "
+            f"adjoint would pad with zeros, which no ConvTranspose does."
+        )
+    return ConvGeometry(tuple(kernel_size), _checks.ints(name, "strides", strides, n, minimum=1),
+                        pads, _checks.ints(name, "dilation", dilation, n, minimum=1),
+                        _checks.positive_int(name, "groups", groups))
+
+
+def transpose_geometry(config: TransposeConfig) -> ConvGeometry:
+    """The forward conv ``C`` of a ConvTranspose layer: its transpose is the layer.
+
+    The padding is the layer's (strings upper-cased), with ``hi`` reduced by
+    ``s * (op // s)`` where the output padding reaches a stride (``d > s``), as
+    `Spec.forward_padding` does.
+    """
+    n = config.num_spatial
+    s = _checks.ints(config.name, "strides", config.strides, n, minimum=1)
+    op = _checks.ints(config.name, "output_padding", config.output_padding, n, minimum=0)
+    pads = padding_pairs(config.name, config.padding, n)
+    if not isinstance(pads, str):
+        pads = tuple((lo, hi - sj * (opj // sj)) for (lo, hi), sj, opj in zip(pads, s, op))
+    return ConvGeometry(config.kernel_size, s, pads,
+                        _checks.ints(config.name, "dilation", config.dilation, n, minimum=1),
+                        config.groups)
 
 
 # ----------------------------------------------------------------------------
@@ -270,14 +340,19 @@ def conv_transpose_layer(config: TransposeConfig, x, kernel, bias, *, output_sha
 def resize_conv_layer(config: TransposeConfig, x, kernel, bias, *, output_shape=None):
     """Resize by the strides, then an ordinary stride-1 conv, to ConvTranspose's size.
 
-    `kernel` is ``(*k, C_in // groups, C_out)``; see `jax_tconv._resize` for the padding.
+    `kernel` is ``(*k, C_in // groups, C_out)``; see `jax_tconv._resize` for the padding,
+    which the layer's padding mode fills (a negative amount, a crop, is none).
     """
     x, batch = _prepare(config, x, kernel.shape[-2] * config.groups)
     output_shape = _flat_output_shape(config.name, output_shape, batch, config.num_spatial)
     x, kernel, bias = _promote(config.dtype, x, kernel, bias)
     g = config.groups
     spec = config.spec(x, (*config.kernel_size, config.features // g, x.shape[-1]), output_shape)
-    y = _add_bias(resize_conv(x, kernel, spec, resize_method=config.resize_method), bias)
+    if config.padding_mode != "zeros":
+        size, pads = resize_geometry(spec)   # a negative amount crops: no mode involved
+        _checks.mode_padding(config.name, config.padding_mode, pads, size, "the resized input")
+    y = _add_bias(resize_conv(x, kernel, spec, resize_method=config.resize_method,
+                              padding_mode=config.padding_mode), bias)
     return y.reshape(*batch, *y.shape[1:])
 
 

@@ -48,6 +48,7 @@ class _Upsampling(nn.Module):
     dtype: DTypeLike | None = None
     param_dtype: DTypeLike = jnp.float32
     precision: Precision = None
+    padding_mode: str = "zeros"
 
     def __post_init__(self):
         _common.check_transpose(self._config())
@@ -62,7 +63,7 @@ class _Upsampling(nn.Module):
             type(self).__name__, features=self.features, kernel_size=self.kernel_size,
             strides=self.strides, padding=self.padding, output_padding=self.output_padding,
             dilation=self.dilation, groups=self.groups, precision=self.precision,
-            dtype=self.dtype, **self._options())
+            dtype=self.dtype, padding_mode=self.padding_mode, **self._options())
 
 
 class ConvTranspose(_Upsampling):
@@ -77,6 +78,10 @@ class ConvTranspose(_Upsampling):
       strides, dilation: an int or one int per spatial dimension.
       padding: the forward conv's padding, as PyTorch's ``padding``: an int, one
         int or ``(lo, hi)`` pair per dimension, ``'SAME'`` or ``'VALID'``.
+      padding_mode: what the forward conv pads with: ``"zeros"`` (PyTorch's only
+        choice for ConvTranspose), ``"circular"``, ``"reflect"`` or
+        ``"replicate"``; the layer is the adjoint of that padded convolution
+        (`jax_tconv.conv_transpose`'s ``padding_mode``).
       output_padding: extra size at the high end, ``< max(stride, dilation)``.
       groups: divides ``C_in`` and ``features``.
       use_bias, kernel_init, bias_init: the kernel is ``(*k, features // groups,
@@ -138,6 +143,9 @@ class ResizeConv(_Upsampling):
     Attributes:
       features, kernel_size, strides, padding, output_padding, dilation, groups:
         as `ConvTranspose` (they set the output size; `strides` is the resize factor).
+      padding_mode: what the convolution's padding of the resized input holds:
+        ``"zeros"``, ``"circular"``, ``"reflect"`` or ``"replicate"`` (PyTorch's
+        ``Conv*d(padding_mode=)``; PyTorch's rules against the resized size).
       resize_method: a `jax.image.resize` method, default ``'nearest'``.
       use_bias, kernel_init, bias_init, dtype, param_dtype, precision: as
         `flax.linen.Conv`; the kernel is ``(*k, C_in // groups, features)``.

@@ -45,9 +45,9 @@ class ConvTranspose(nnx.Module):
     Args:
       in_features, out_features: ``C_in`` and ``C_out``.
       kernel_size: one int per spatial dimension (``(4, 4)`` for 2-D).
-      strides, padding, output_padding, dilation, groups, method: as
+      strides, padding, output_padding, dilation, groups, method, padding_mode: as
         `jax_tconv.nn.linen.ConvTranspose` (PyTorch's meanings; padding is the
-        forward conv's).
+        forward conv's, filled by padding_mode).
       use_bias, kernel_init, bias_init, dtype, param_dtype, precision: the
         kernel is ``(*k, out_features // groups, in_features)``.
       rngs: `nnx.Rngs` for the initializers.
@@ -61,6 +61,9 @@ class ConvTranspose(nnx.Module):
       ((4, 4, 3, 5), (1, 16, 16, 3))
     """
 
+    kernel: nnx.Param
+    bias: nnx.Param | None
+
     def __init__(self, in_features: int, out_features: int, kernel_size: Sequence[int], *,
                  strides: IntOrSequence = 1, padding: Padding = 0,
                  output_padding: IntOrSequence = 0, dilation: IntOrSequence = 1,
@@ -68,11 +71,12 @@ class ConvTranspose(nnx.Module):
                  kernel_init: Initializer = _common.transpose_kernel_init,
                  bias_init: Initializer = _common.bias_init, dtype: DTypeLike | None = None,
                  param_dtype: DTypeLike = jnp.float32, precision: Precision = None,
-                 method: str = "auto", rngs: nnx.Rngs):
+                 method: str = "auto", padding_mode: str = "zeros", rngs: nnx.Rngs):
         self.config = _common.transpose_config(
             type(self).__name__, features=out_features, kernel_size=kernel_size,
             strides=strides, padding=padding, output_padding=output_padding,
-            dilation=dilation, groups=groups, precision=precision, dtype=dtype, method=method)
+            dilation=dilation, groups=groups, precision=precision, dtype=dtype, method=method,
+            padding_mode=padding_mode)
         _common.check_transpose(self.config, in_features)
         self.in_features, self.out_features = in_features, out_features
         k = self.config.kernel_size
@@ -96,7 +100,8 @@ class ResizeConv(nnx.Module):
 
     Same output size as the `ConvTranspose` with the same arguments; kernel
     ``(*k, in_features // groups, out_features)``; ``resize_method`` default
-    ``'nearest'``.
+    ``'nearest'``; ``padding_mode`` fills the convolution's padding of the
+    resized input.
 
     Example:
       >>> import jax.numpy as jnp
@@ -114,12 +119,13 @@ class ResizeConv(nnx.Module):
                  kernel_init: Initializer = _common.conv_kernel_init,
                  bias_init: Initializer = _common.bias_init, dtype: DTypeLike | None = None,
                  param_dtype: DTypeLike = jnp.float32, precision: Precision = None,
-                 resize_method: str = "nearest", rngs: nnx.Rngs):
+                 resize_method: str = "nearest", padding_mode: str = "zeros",
+                 rngs: nnx.Rngs):
         self.config = _common.transpose_config(
             type(self).__name__, features=out_features, kernel_size=kernel_size,
             strides=strides, padding=padding, output_padding=output_padding,
             dilation=dilation, groups=groups, precision=precision, dtype=dtype,
-            resize_method=resize_method)
+            resize_method=resize_method, padding_mode=padding_mode)
         _common.check_transpose(self.config, in_features)
         self.in_features, self.out_features = in_features, out_features
         k = self.config.kernel_size

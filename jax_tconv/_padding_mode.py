@@ -1,0 +1,150 @@
+"""Padding modes: the convolution of a padded input, and its transpose, for any formulation.
+
+PyTorch's ``Conv*d(..., padding_mode=m)`` pads its input with values of the
+input itself ('circular': wrap around; 'reflect': mirror, the edge element not
+repeated; 'replicate': repeat the edge element) and then runs a valid
+convolution: ``C = conv_valid ∘ pad_m``. Its transpose is therefore
+
+    Cᵀ = pad_mᵀ ∘ conv_validᵀ
+
+``conv_validᵀ`` is the zero-padding transposed convolution onto the whole
+padded input (`Spec.uncropped`: padding (0, 0), nothing cropped), which every
+formulation computes as it always does. ``pad_mᵀ``, the adjoint of the
+padding, folds the overhanging border back onto the array: each padded
+position adds its value to the position it was copied from. Per spatial
+dimension, with ``o`` the unpadded size and ``(lo, hi)`` the padding, padded
+position ``p`` (``-lo <= p < o + hi``) was copied from
+
+    circular   p mod o                     (one wrap: lo, hi <= o)
+    reflect    -p if p < 0; 2(o - 1) - p if p >= o     (lo, hi < o)
+    replicate  min(max(p, 0), o - 1)       (any lo, hi)
+
+The fold (`fold`) is written with slices, flips, zero pads and adds, one
+dimension at a time (the padding is separable, so its adjoint is too). "vjp"
+takes the adjoint by definition instead, as `jax.vjp` of `jnp.pad` (`unpad`),
+so the two agree only if both are right. Either way the derivatives stay
+exact: the fold is linear, and JAX transposes it to the padding itself, so
+the input gradient is the mode-padded convolution (`conv` with the same
+mode) and the kernel gradient that of the uncropped formulation at the
+padded cotangent.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jax_tconv._spec import Pairs, Spec
+from jax_tconv._vjp import _vary, _varying
+
+# PyTorch's names -> jnp.pad's.
+_NUMPY_MODE = {"circular": "wrap", "reflect": "reflect", "replicate": "edge"}
+
+
+def pad(y: jax.Array, axes, pads: Pairs, mode: str) -> jax.Array:
+    """`y` padded along `axes` by ``(lo, hi)`` each, with values of `y` (mode != 'zeros').
+
+    A negative amount crops, as in lax (the forward padding of a transposed
+    conv with op >= s has a negative ``hi``): the other side is filled from
+    the whole of `y` first. PyTorch's rules (`_checks.mode_padding`) hold for
+    the positive amounts.
+    """
+    widths = [(0, 0)] * y.ndim
+    for a, (lo, hi) in zip(axes, pads):
+        widths[a] = (max(lo, 0), max(hi, 0))
+    out = jnp.pad(y, widths, mode=_NUMPY_MODE[mode])
+    if all(lo >= 0 and hi >= 0 for lo, hi in pads):
+        return out
+    starts, limits = [0] * y.ndim, list(out.shape)
+    for a, (lo, hi) in zip(axes, pads):
+        starts[a], limits[a] = max(-lo, 0), limits[a] - max(-hi, 0)
+    return lax.slice(out, tuple(starts), tuple(limits))
+
+
+def fold(z: jax.Array, axes, pads: Pairs, mode: str) -> jax.Array:
+    """The adjoint of `pad`: `z` (padded sizes) folded back to the unpadded sizes."""
+    for a, (lo, hi) in zip(axes, pads):
+        z = _fold_axis(z, a, lo, hi, mode)
+    return z
+
+
+def _fold_axis(z, axis, lo, hi, mode):
+    if min(lo, hi) < 0:  # pad cropped there: its adjoint zero-extends
+        z = _zero_pad(z, axis, max(-lo, 0), max(-hi, 0))
+        lo, hi = max(lo, 0), max(hi, 0)
+    o = z.shape[axis] - lo - hi
+    y = lax.slice_in_dim(z, lo, lo + o, axis=axis)
+    left = lax.slice_in_dim(z, 0, lo, axis=axis)              # positions -lo .. -1
+    right = lax.slice_in_dim(z, lo + o, lo + o + hi, axis=axis)  # positions o .. o + hi - 1
+    if mode == "circular":      # -lo .. -1 -> o - lo .. o - 1;  o .. o + hi - 1 -> 0 .. hi - 1
+        terms = [(left, o - lo), (right, 0)]
+    elif mode == "reflect":     # -lo .. -1 -> lo .. 1;  o .. o + hi - 1 -> o - 2 .. o - 1 - hi
+        terms = [(lax.rev(left, (axis,)), 1), (lax.rev(right, (axis,)), o - 1 - hi)]
+    elif mode == "replicate":   # everything beyond an edge onto that edge
+        terms = [(jnp.sum(left, axis, keepdims=True), 0),
+                 (jnp.sum(right, axis, keepdims=True), o - 1)]
+    else:
+        raise ValueError(f"fold: no adjoint for padding_mode {mode!r}")
+    # (part, first position it adds onto); empty parts (a side without padding) drop out.
+    terms = sorted((t for t in terms if t[0].shape[axis]), key=lambda t: t[1])
+    if not terms:
+        return y
+    ends = [start + part.shape[axis] for part, start in terms]
+    if all(end <= nxt for end, (_, nxt) in zip(ends, terms[1:])):
+        # Disjoint targets (all but the smallest sizes): one add of the parts laid
+        # end to end with zeros between, which XLA fuses into a single pass.
+        pieces, at = [], 0
+        for (part, start), end in zip(terms, ends):
+            pieces += [_zeros_like_along(part, axis, start - at), part]
+            at = end
+        pieces.append(_zeros_like_along(y, axis, o - at))
+        return y + lax.concatenate([q for q in pieces if q.shape[axis]], axis)
+    for part, start in terms:   # overlapping targets: one zero-padded add each
+        y = y + _zero_pad(part, axis, start, o - start - part.shape[axis])
+    return y
+
+
+def _zeros_like_along(a, axis, n):
+    """Zeros shaped like `a` but `n` long along `axis`."""
+    shape = list(a.shape)
+    shape[axis] = n
+    return jnp.zeros(shape, a.dtype)
+
+
+def _zero_pad(a, axis, lo, hi):
+    config = [(0, 0, 0)] * a.ndim
+    config[axis] = (lo, hi, 0)
+    return lax.pad(a, lax.full((), 0, a.dtype), config)
+
+
+def unpad(z: jax.Array, spec: Spec) -> jax.Array:
+    """The adjoint of the padding by definition: `jax.vjp` of `pad` at the cotangent `z`."""
+    axes, pads, mode = spec.dn.lhs_spec[2:], spec.forward_padding, spec.padding_mode
+    y0 = _vary(jnp.zeros(spec.out_shape, z.dtype), _varying(z))  # shard_map: vary as z does
+    _, pullback = jax.vjp(lambda y: pad(y, axes, pads, mode), y0)
+    return pullback(z)[0]
+
+
+def folded(spec: Spec):
+    """`fold` with `spec`'s axes, forward padding and mode: ``z (uncropped) -> y``."""
+    return lambda z: fold(z, spec.dn.lhs_spec[2:], spec.forward_padding, spec.padding_mode)
+
+
+def with_padding_mode(formulation, *, adjoint: str = "fold"):
+    """`formulation(x, w, spec)` for every padding mode.
+
+    'zeros' runs `formulation` on `spec` as it is (the fast path is untouched);
+    any other mode runs it on ``spec.uncropped`` and applies the padding's
+    adjoint: the explicit `fold` (``adjoint="fold"``) or `jax.vjp` of the
+    padding (``adjoint="vjp"``, `unpad`).
+    """
+    def run(x, w, spec: Spec):
+        if spec.padding_mode == "zeros":
+            return formulation(x, w, spec)
+        z = formulation(x, w, spec.uncropped)
+        return unpad(z, spec) if adjoint == "vjp" else folded(spec)(z)
+
+    run.__name__ = getattr(formulation, "__name__", "formulation")
+    run.__doc__ = formulation.__doc__
+    return run

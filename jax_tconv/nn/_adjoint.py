@@ -1,0 +1,297 @@
+"""`adjoint(layer)`: the exact transpose of a convolution layer, sharing its kernel.
+
+A convolution ``C`` and a jax_tconv ConvTranspose ``Cᵀ`` read one kernel array
+the same way: flax's ``Conv`` kernel ``(*k, C_in // groups, C_out)`` is the
+forward conv's ``'...IO'`` kernel, which is exactly what `conv_transpose`
+takes (`jax_tconv.nn._common`'s layout table), and Equinox's ``Conv.weight``
+``(C_out, C_in // groups, *k)`` is the same kernel in ``'OI...'``, which is
+the weight of `jax_tconv.nn.equinox.ConvTranspose`. So the adjoint needs no
+flip and no copy: it is built on the layer's own kernel.
+
+    flax.nnx.Conv                       <->  jax_tconv.nn.nnx.ConvTranspose (the same nnx.Param)
+    flax.linen.Conv (bound)             <->  jax_tconv.nn.linen.ConvTranspose (bound to its kernel)
+    equinox.nn.Conv                     <->  jax_tconv.nn.equinox.ConvTranspose (the same array)
+
+Equinox is imported only when the layer is an Equinox module.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+from flax import nnx
+from jax import lax
+
+from jax_tconv.nn import _common
+from jax_tconv.nn import linen as tlinen
+from jax_tconv.nn import nnx as tnnx
+
+__all__ = ["adjoint"]
+
+_FN = "adjoint"
+_NOT_ONE_CONV = ("is a resize or a depth-to-space composed with a convolution, not one "
+                 "convolution; its adjoint is no single layer here")
+
+
+def adjoint(layer: Any, *, use_bias: bool = False) -> Any:
+    """The exact adjoint of a convolution layer's linear part, built on the same kernel.
+
+    For a convolution layer computing ``C x + b``, returns a layer computing
+    ``Cᵀ y`` (``+ c`` with ``use_bias=True``): ``<C x, y> == <x, Cᵀ y>`` for
+    all ``x`` and ``y``. The kernel is shared, not copied and not flipped, so
+    training one trains the other:
+
+    ========================================  ==================================================
+    layer                                     adjoint
+    ========================================  ==================================================
+    ``flax.nnx.Conv``                         `jax_tconv.nn.nnx.ConvTranspose` holding the same
+                                              ``nnx.Param`` (``adjoint.kernel is layer.kernel``)
+    ``flax.linen.Conv``, bound                `jax_tconv.nn.linen.ConvTranspose` bound to the
+                                              layer's kernel (call it inside the parent module)
+    ``equinox.nn.Conv``                       `jax_tconv.nn.equinox.ConvTranspose` whose
+                                              ``weight`` is the layer's ``weight`` array
+    a jax_tconv ``ConvTranspose``             the forward conv: ``flax.nnx.Conv``, a bound
+                                              ``flax.linen.Conv``, ``equinox.nn.Conv``
+    ========================================  ==================================================
+
+    So ``adjoint(adjoint(conv))`` computes ``conv``'s linear part. The adjoint
+    keeps strides, padding, dilation (flax: ``kernel_dilation``), groups
+    (flax: ``feature_group_count``), ``dtype`` and ``precision``.
+
+    Sizes. ``C`` maps several input sizes to one output size (strides > 1), so
+    ``Cᵀ`` must be told which one it returns: the returned ConvTranspose's
+    ``__call__`` takes ``output_shape=`` (pass the conv input's shape, e.g.
+    ``x.shape``). Without it, the ConvTranspose's own rule applies: with integer
+    or pair padding the smallest size, ``(i - 1)*s - lo - hi + d*(k - 1) + 1``;
+    with ``padding='SAME'`` the size ``i * s`` (any ``o`` with ``ceil(o / s) == i``
+    through `output_shape`), `jax_tconv.conv_transpose`'s SAME rule.
+
+    Args:
+      layer: one of the layers above. Linen: a bound module (inside the parent's
+        method, after the layer has been called once, so its kernel exists; or
+        ``layer.bind(variables)``). Equinox: for tied training call
+        ``adjoint(self.conv)`` inside the module's ``__call__``, so that the
+        gradients of both uses reach the one leaf.
+      use_bias: give the adjoint a bias of its own (zeros; nnx and Equinox only:
+        a linen adjoint is bound to the layer's variables and owns none).
+
+    Returns:
+      The adjoint layer, as in the table.
+
+    Raises:
+      ValueError: the layer's linear part has no adjoint here, with the reason:
+        input dilation, a mask, padding that is not zeros (``'CIRCULAR'``,
+        ``'REFLECT'``, Equinox's ``padding_mode``), negative padding, Equinox's
+        ``'SAME_LOWER'``, a custom convolution function or
+        ``preferred_element_type``; Flax's and Equinox's own ConvTranspose
+        (convert them with `jax_tconv.interop`); ResizeConv and SubPixelConv.
+      TypeError: `layer` is not a convolution layer.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jax_tconv.nn import adjoint
+      >>> conv = nnx.Conv(3, 8, (4, 4), strides=2, padding=1, rngs=nnx.Rngs(0))
+      >>> up = adjoint(conv)
+      >>> up.kernel is conv.kernel
+      True
+      >>> x = jnp.ones((1, 16, 16, 3))
+      >>> up(conv(x)).shape
+      (1, 16, 16, 3)
+    """
+    if not isinstance(use_bias, bool):
+        raise TypeError(f"{_FN}: use_bias must be a bool, got {use_bias!r}.")
+    eqx = sys.modules.get("equinox")
+    if eqx is not None and isinstance(layer, eqx.Module):
+        from jax_tconv.nn import equinox as teqx  # imports Equinox: only for its layers
+
+        return teqx._adjoint(layer, use_bias=use_bias)
+    if isinstance(layer, nnx.Module):
+        return _nnx_adjoint(layer, use_bias)
+    if isinstance(layer, nn.Module):
+        return _linen_adjoint(layer, use_bias)
+    raise TypeError(
+        f"{_FN}: expected a convolution layer (flax.nnx.Conv, a bound flax.linen.Conv, "
+        f"equinox.nn.Conv or a jax_tconv ConvTranspose), got {type(layer).__name__}."
+    )
+
+
+def unsupported(what: str, layer: Any, reason: str) -> ValueError:
+    return ValueError(f"{_FN}: {what} {type(layer).__name__} {reason}.")
+
+
+# ----------------------------------------------------------------------------
+# Flax's Conv (nnx and linen share its attributes).
+
+
+def _flax_padding(layer, n: int):
+    """A flax Conv's padding in lax's terms; 'CAUSAL' as the pair it is."""
+    padding = layer.padding
+    if isinstance(padding, str):
+        mode = padding.upper()
+        if mode in ("CIRCULAR", "REFLECT"):
+            raise unsupported("flax", layer, f"pads with padding={padding!r} (periodic or "
+                              f"mirrored values, not zeros): it is linear, but its adjoint "
+                              f"folds the padded borders back, which no ConvTranspose does")
+        if mode == "CAUSAL":
+            if n != 1:
+                raise unsupported("flax", layer, "has padding='CAUSAL', which flax defines "
+                                  "for 1-D convolutions only")
+            d = _broadcast(layer.kernel_dilation, 1)[0]
+            k = _kernel_size(layer)[0]
+            return ((d * (k - 1), 0),)
+        return padding
+    if isinstance(padding, int):
+        return ((padding, padding),) * n
+    return tuple(p if isinstance(p, int) else tuple(p) for p in padding)
+
+
+def _broadcast(value, n: int) -> tuple[int, ...]:
+    """flax's maybe_broadcast: None is 1, an int is one per dimension."""
+    if value is None:
+        return (1,) * n
+    if isinstance(value, int):
+        return (value,) * n
+    return tuple(value)
+
+
+def _kernel_size(layer) -> tuple[int, ...]:
+    k = layer.kernel_size
+    return (k,) if isinstance(k, int) else tuple(k)
+
+
+def _flax_geometry(layer) -> _common.ConvGeometry:
+    """Check that a flax Conv's linear part has an adjoint here, and normalise it."""
+    k = _kernel_size(layer)
+    n = len(k)
+    if any(v != 1 for v in _broadcast(layer.input_dilation, n)):
+        raise unsupported("flax", layer, f"has input_dilation={layer.input_dilation!r}: a "
+                          f"convolution with input dilation is itself a transposed "
+                          f"convolution, whose adjoint is a strided conv; no jax_tconv layer "
+                          f"takes it")
+    if layer.mask is not None:
+        raise unsupported("flax", layer, "has a mask: the adjoint would need it too, and "
+                          "jax_tconv's ConvTranspose takes none; multiply it into the kernel")
+    custom = layer.conv_general_dilated
+    if custom is not None and custom is not lax.conv_general_dilated:
+        raise unsupported("flax", layer, "runs a custom conv_general_dilated, whose adjoint "
+                          "is unknown here")
+    if getattr(layer, "preferred_element_type", None) is not None:
+        raise unsupported("flax", layer, "sets preferred_element_type, which jax_tconv's "
+                          "layers do not take")
+    return _common.conv_geometry(_FN, f"flax {type(layer).__name__}", kernel_size=k,
+                                 strides=_broadcast(layer.strides, n),
+                                 padding=_flax_padding(layer, n),
+                                 dilation=_broadcast(layer.kernel_dilation, n),
+                                 groups=layer.feature_group_count)
+
+
+def _zeros(key, shape, dtype=jnp.float32):
+    """A placeholder initializer: the adjoint's kernel is replaced by the layer's."""
+    del key
+    return jnp.zeros(shape, dtype)
+
+
+def _check_one_conv(layer, jax_tconv_module) -> None:
+    if isinstance(layer, jax_tconv_module.ResizeConv | jax_tconv_module.SubPixelConv):
+        raise unsupported("jax_tconv", layer, _NOT_ONE_CONV)
+
+
+# ----------------------------------------------------------------------------
+# nnx
+
+
+def _nnx_adjoint(layer, use_bias: bool):
+    if isinstance(layer, tnnx.ConvTranspose):
+        return _nnx_conv(layer, use_bias)
+    if isinstance(layer, nnx.Conv):
+        return _nnx_transpose(layer, use_bias)
+    if isinstance(layer, nnx.ConvTranspose):
+        raise unsupported("flax", layer, "computes lax.conv_transpose, whose kernel is not a "
+                          "forward conv's (unflipped, and its padding is the dilated input's); "
+                          "convert it with jax_tconv.interop.from_flax(layer, api='nnx') and "
+                          "take the adjoint of the result")
+    _check_one_conv(layer, tnnx)
+    raise TypeError(
+        f"{_FN}: expected an nnx convolution layer (flax.nnx.Conv or "
+        f"jax_tconv.nn.nnx.ConvTranspose), got {type(layer).__name__}."
+    )
+
+
+def _nnx_transpose(conv, use_bias: bool) -> tnnx.ConvTranspose:
+    """nnx.Conv -> the ConvTranspose holding the same kernel Param."""
+    geo = _flax_geometry(conv)
+    c_in, c_out = conv.in_features, conv.out_features
+    out = tnnx.ConvTranspose(c_out, c_in, geo.kernel_size, strides=geo.strides,
+                             padding=geo.padding, dilation=geo.dilation, groups=geo.groups,
+                             use_bias=use_bias, kernel_init=_zeros, bias_init=_zeros,
+                             dtype=conv.dtype, param_dtype=conv.param_dtype,
+                             precision=conv.precision, rngs=nnx.Rngs(0))
+    out.kernel = conv.kernel
+    return out
+
+
+def _nnx_conv(transpose: tnnx.ConvTranspose, use_bias: bool) -> nnx.Conv:
+    """jax_tconv's ConvTranspose -> the nnx.Conv holding the same kernel Param."""
+    geo = _common.transpose_geometry(transpose.config)
+    out = nnx.Conv(transpose.out_features, transpose.in_features, geo.kernel_size,
+                   strides=geo.strides, padding=geo.padding, kernel_dilation=geo.dilation,
+                   feature_group_count=geo.groups, use_bias=use_bias, kernel_init=_zeros,
+                   bias_init=_zeros, dtype=transpose.config.dtype,
+                   param_dtype=transpose.kernel[...].dtype, precision=transpose.config.precision,
+                   rngs=nnx.Rngs(0))
+    out.kernel = transpose.kernel
+    return out
+
+
+# ----------------------------------------------------------------------------
+# linen: the adjoint is bound to the layer's kernel, inside the parent's scope.
+
+
+def _linen_kernel(layer):
+    if layer.scope is None:
+        raise unsupported("linen", layer, "is not bound, so it holds no kernel yet: call "
+                          "adjoint(self.conv) inside the parent module's method after "
+                          "self.conv(x) has run, or pass layer.bind(variables)")
+    params = layer.variables.get("params", {})
+    if "kernel" not in params:
+        raise unsupported("linen", layer, "has no kernel yet: call the layer once (it "
+                          "creates its kernel on its first call) before taking its adjoint")
+    return params["kernel"]
+
+
+def _linen_adjoint(layer, use_bias: bool):
+    if use_bias and isinstance(layer, nn.Conv | tlinen.ConvTranspose):
+        raise unsupported("linen", layer, "gets an adjoint bound to its own variables, which "
+                          "can own no new parameter, so use_bias=True is refused; add a bias "
+                          "in the parent module (self.param)")
+    if isinstance(layer, tlinen.ConvTranspose):
+        kernel = _linen_kernel(layer)
+        geo = _common.transpose_geometry(layer._config())
+        conv = nn.Conv(kernel.shape[-1], geo.kernel_size, strides=geo.strides,
+                       padding=geo.padding, kernel_dilation=geo.dilation,
+                       feature_group_count=geo.groups, use_bias=False, dtype=layer.dtype,
+                       param_dtype=kernel.dtype, precision=layer.precision)
+        return conv.bind({"params": {"kernel": kernel}})
+    if isinstance(layer, nn.Conv):
+        geo = _flax_geometry(layer)
+        kernel = _linen_kernel(layer)
+        transpose = tlinen.ConvTranspose(kernel.shape[-2] * geo.groups, geo.kernel_size,
+                                         strides=geo.strides, padding=geo.padding,
+                                         dilation=geo.dilation, groups=geo.groups,
+                                         use_bias=False, dtype=layer.dtype,
+                                         param_dtype=kernel.dtype, precision=layer.precision)
+        return transpose.bind({"params": {"kernel": kernel}})
+    if isinstance(layer, nn.ConvTranspose):
+        raise unsupported("flax", layer, "computes lax.conv_transpose, whose kernel is not a "
+                          "forward conv's (unflipped, and its padding is the dilated input's); "
+                          "convert it with jax_tconv.interop.from_flax and take the adjoint "
+                          "of the result")
+    _check_one_conv(layer, tlinen)
+    raise TypeError(
+        f"{_FN}: expected a linen convolution layer (flax.linen.Conv or "
+        f"jax_tconv.nn.linen.ConvTranspose), got {type(layer).__name__}."
+    )
