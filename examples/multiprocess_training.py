@@ -264,9 +264,9 @@ def launcher(args, p) -> dict:
     paths = sorted(args.out.glob(f"{NAME}_process*.npz"))
     runs = [load(path) for path in paths]
     losses, weights = runs[0]
-    identical = all(np.array_equal(l, losses) and w.keys() == weights.keys()
+    identical = all(np.array_equal(other, losses) and w.keys() == weights.keys()
                     and all(np.array_equal(w[k], weights[k]) for k in weights)
-                    for l, w in runs[1:])
+                    for other, w in runs[1:])
     ref_flat = {jax.tree_util.keystr(k): v
                 for k, v in jax.tree_util.tree_leaves_with_path(ref_weights)}
     init_flat = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(params)}

@@ -132,7 +132,8 @@ def main(argv=None) -> dict:
                         "--x64)")
     p.add_argument("--gspmd", action="store_true",
                    help="partition with GSPMD instead of JAX's default Shardy (see the docs: "
-                        "Shardy gets the 'space' run wrong when deeper levels split unevenly)")
+                        "Shardy gets the 'space' run wrong when a level holds one row per "
+                        "device, e.g. --size 12)")
     p.add_argument("--x64", action="store_true",
                    help="train in float64, where reordered sums differ by ~1e-16, not ~1e-7")
     args = _common.parse(p, argv)

@@ -143,7 +143,7 @@ def partitioned(fn: str, formulation: Formulation, x: jax.Array, w: jax.Array,
     if not _xla_miscounts(x, spec, mesh, axes):
         return jax.sharding.auto_axes(lambda x, w: formulation(x, w, spec), axes=axes,
                                       out_sharding=NamedSharding(mesh, out))(x, w)
-    # Gather the spatial dimensions of x and y around the formulation (see _xla_miscounts).
+    # Gather x's and y's spatial dimensions around the formulation (see _xla_miscounts).
     x = jax.sharding.reshard(x, NamedSharding(mesh, _unsplit(_entries(x, axes),
                                                              spec.dn.out_spec[2:])))
     inner = NamedSharding(mesh, _unsplit([_names(e) for e in out], spec.dn.lhs_spec[2:]))
@@ -153,20 +153,31 @@ def partitioned(fn: str, formulation: Formulation, x: jax.Array, w: jax.Array,
 
 
 def _xla_miscounts(x, spec: Spec, mesh, axes) -> bool:
-    """Would XLA get the kernel gradient wrong? (x split in space, replicated elsewhere)
+    """Would XLA's partitioner get these gradients wrong? Two layouts, both with x split in space:
 
-    When x's spatial dimensions are split over some mesh axes and x is the same
-    on every device of another axis, XLA's partitioner (Shardy and GSPMD, jax
-    0.10.2 and 0.12) returns the kernel gradients of these convolutions
-    multiplied by that axis' size (docs/sharding.md has a JAX-only
-    reproduction). `partitioned` then gathers the spatial dimensions: the result
-    is right, at the cost of the spatial split.
+    - x the same on every device of another mesh axis: the kernel gradients of
+      the convolutions come out multiplied by that axis' size (Shardy and
+      GSPMD, jax 0.10.2 and 0.12);
+    - no more of x's rows (along a split spatial dimension) on each device
+      than the kernel reaches across, ``d*(k - 1)``: Shardy's halo exchange
+      returns wrong input gradients (the mismatch of
+      examples/sharded_training.py at ``--size 12``; GSPMD is right).
+
+    docs/sharding.md has a JAX-only reproduction of each. `partitioned` then
+    gathers the spatial dimensions: right results, at the cost of the split.
     """
     xs = _entries(x, axes)
-    if not any(xs[a] for a in spec.dn.out_spec[2:]):
+    split = [(j, a) for j, a in enumerate(spec.dn.out_spec[2:]) if xs[a]]
+    if not split:
         return False
     used = {n for names in xs for n in names}
-    return any(mesh.shape[n] > 1 and n not in used for n in mesh.axis_names)
+    if any(mesh.shape[n] > 1 and n not in used for n in mesh.axis_names):
+        return True
+    for j, a in split:
+        rows = x.shape[a] // math.prod(mesh.shape[n] for n in xs[a])
+        if rows <= spec.dilation[j] * (spec.kernel_size[j] - 1):
+            return True
+    return False
 
 
 def _names(entry) -> tuple[str, ...]:

@@ -19,8 +19,9 @@ channel axis of the kernel, batch + channel, space):
 
 plus a ``jax.shard_map`` version of the data-, model- and data+model-parallel
 per-device computation on the Auto and the Explicit mesh, inputs resharded
-inside jit with `jax.sharding.reshard`, an eager call, and the layouts JAX
-refuses under explicit axes (the error names the fix). Prints one line per
+inside jit with `jax.sharding.reshard`, an eager call, x split into one row per
+device (where XLA's partitioner errs and jax_tconv routes around it), and the
+layouts JAX refuses under explicit axes (the error names the fix). Prints one line per
 check and exits 1 on any failure.
 """
 
@@ -272,6 +273,23 @@ def check_reshard_and_eager(name, x, w, want):
     return failures
 
 
+def check_thin_split(name):
+    """Explicit axes, one row of x per device: Shardy's halo exchange would get the gradients
+    wrong (docs/sharding.md), and jax_tconv routes around it."""
+    mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=KINDS["explicit"])
+    x, w = arrays(name)
+    x = x[:, :4]                       # 4 rows over the 4 devices of "model"
+    want = jax.jit(program(name, METHODS, set()))(x, w)
+    with jax.set_mesh(mesh):
+        got = jax.jit(program(name, METHODS, set()))(jax.device_put(x, P("data", "model")), w)
+    failures = 0
+    for method in METHODS:
+        ok = all(close(a, b) for a, b in zip(got[method], want[method]))
+        ok = ok and same_spec(spec_of(got[method][0]), P("data", "model"))
+        failures += report(ok, f"jit explicit one-row-per-device {name} {method}")
+    return failures
+
+
 def check_refusals():
     """Layouts JAX refuses under explicit axes: jax_tconv says so and names the fix."""
     failures = 0
@@ -315,6 +333,7 @@ def main(names=tuple(LAYERS)):
         failures += check_grid(name, x, w, want)
         failures += check_shard_map(name, x, w, want)
         failures += check_reshard_and_eager(name, x, w, want)
+        failures += check_thin_split(name)
     failures += check_refusals()
     print(f"{failures} mismatches")
     return 1 if failures else 0
