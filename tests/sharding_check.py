@@ -21,8 +21,9 @@ plus a ``jax.shard_map`` version of the data-, model- and data+model-parallel
 per-device computation on the Auto and the Explicit mesh, inputs resharded
 inside jit with `jax.sharding.reshard`, an eager call, x split into one row per
 device (where XLA's partitioner errs and jax_tconv routes around it), circular
-padding (halos that wrap around), and the layouts JAX refuses under explicit axes (the error names the fix). Prints one line per
-check and exits 1 on any failure.
+padding (halos that wrap around), and the layouts JAX refuses under explicit
+axes (the error names the fix). Prints one line per check and exits 1 on any
+failure.
 """
 
 from __future__ import annotations
