@@ -20,9 +20,10 @@ channel axis of the kernel, batch + channel, space):
 plus a ``jax.shard_map`` version of the data-, model- and data+model-parallel
 per-device computation on the Auto and the Explicit mesh, inputs resharded
 inside jit with `jax.sharding.reshard`, an eager call, x split into one row per
-device (where XLA's partitioner errs and jax_tconv routes around it), and the
-layouts JAX refuses under explicit axes (the error names the fix). Prints one line per
-check and exits 1 on any failure.
+device (where XLA's partitioner errs and jax_tconv routes around it), circular
+padding (halos that wrap around), and the layouts JAX refuses under explicit
+axes (the error names the fix). Prints one line per check and exits 1 on any
+failure.
 """
 
 from __future__ import annotations
@@ -290,6 +291,31 @@ def check_thin_split(name):
     return failures
 
 
+def check_padding_mode(name):
+    """Explicit axes, batch and space split, PyTorch's circular padding (wrapping halos)."""
+    mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=KINDS["explicit"])
+    x, w = arrays(name)
+
+    def run(x, w):
+        out = {}
+        for method in METHODS:
+            def f(x, w, method=method):
+                return jax_tconv.conv_transpose(x, w, method=method, padding_mode="circular",
+                                                **LAYERS[name])
+            out[method] = (f(x, w), *jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w))),
+                                              argnums=(0, 1))(x, w))
+        return out
+    want = jax.jit(run)(x, w)
+    with jax.set_mesh(mesh):
+        got = jax.jit(run)(jax.device_put(x, P("data", "model")), w)
+    failures = 0
+    for method in METHODS:
+        ok = all(close(a, b) for a, b in zip(got[method], want[method]))
+        ok = ok and same_spec(spec_of(got[method][0]), P("data", "model"))
+        failures += report(ok, f"jit explicit batch+space circular {name} {method}")
+    return failures
+
+
 def check_refusals():
     """Layouts JAX refuses under explicit axes: jax_tconv says so and names the fix."""
     failures = 0
@@ -334,6 +360,7 @@ def main(names=tuple(LAYERS)):
         failures += check_shard_map(name, x, w, want)
         failures += check_reshard_and_eager(name, x, w, want)
         failures += check_thin_split(name)
+        failures += check_padding_mode(name)
     failures += check_refusals()
     print(f"{failures} mismatches")
     return 1 if failures else 0

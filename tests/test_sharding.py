@@ -7,7 +7,11 @@ every method, "auto" and "tune" under jax.jit with batch-sharded inputs, a
 kernel sharded over either channel axis, batch + channel, and spatially sharded
 inputs (forward, both gradients, second order; the output's sharding against
 lax's), jax.shard_map (data, model, data + model parallel) on Auto and Explicit
-meshes, inputs placed by jax.sharding.reshard, and the layouts JAX refuses.
+meshes, inputs placed by jax.sharding.reshard, one row per device, circular
+padding, and the layouts JAX refuses; the Flax layers with partitioned
+parameters (tests/layers_sharding_check.py); every block of docs/sharding.md on
+8 devices; and, as strict xfails, the page's JAX-only reproductions of two XLA
+partitioner bugs.
 """
 
 import os
@@ -39,8 +43,8 @@ def test_every_method_sharded_matches_single_device():
     assert proc.returncode == 0, report
     lines = [line for line in proc.stdout.splitlines() if line.startswith(("ok ", "MISMATCH "))]
     # Per method: jit x (3 meshes x 6 placements, less Auto x space), shard_map x 2 meshes x 3;
-    # then a reshard and an eager call, one row per device, and three refusals.
-    assert len(lines) == (17 + 6 + 1) * len(METHODS) + 3 + 3, report
+    # then a reshard and an eager call, one row per device, circular padding, three refusals.
+    assert len(lines) == (17 + 6 + 2) * len(METHODS) + 3 + 3, report
     assert all(line.startswith("ok ") for line in lines), report
     for method in METHODS:
         assert any(line.startswith(f"ok jit explicit batch+channel k3_s2_p1_op1_d2 {method}")
