@@ -26,6 +26,11 @@ pytest.importorskip("tqdm", reason="the examples extra (tqdm) is not installed")
 import matplotlib.image  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+# Every test here shares the `runs` fixture, which starts all the example scripts at once.
+# Keep the module on one xdist worker (pyproject: --dist loadgroup); otherwise each
+# worker would start every script again, doubling the suite's heaviest part.
+pytestmark = pytest.mark.xdist_group("examples")
+
 SCRIPTS = ("textbook", "functional_transforms", "dcgan_digits", "segmentation", "checkerboard",
            "sharded_training", "unrolled_deconvolution", "multiprocess_training",
            "periodic_upsampling")
