@@ -112,7 +112,7 @@ def conv_transpose_reference(x: ArrayLike, w: ArrayLike, *, strides: Sequence[in
     """
     x, w, dtype, full = _setup(x, w, strides, dilation)
     n, c_out = x.shape[0], w.shape[1] * groups
-    y = np.zeros((n, c_out, *full), dtype)
+    y: np.ndarray = np.zeros((n, c_out, *full), dtype)
     for cin, cout, p, t, at in _pairs(x.shape, w.shape, strides, dilation, groups):
         y[(slice(None), cout, *at)] += x[(slice(None), cin, *p)] @ w[(cin, slice(None), *t)]
     return _along(y, _folds(full, padding, output_padding, padding_mode))
