@@ -34,8 +34,20 @@ CONVS = [
     ("2d_pairs_dil_g2", (6, 7), 4, 6, (3, 2), dict(strides=(2, 1), padding=((1, 0), (2, 1)),
                                                    dilation=(1, 2), groups=2)),
     ("3d_per_dim", (4, 5, 4), 2, 2, (2, 3, 2), dict(strides=(1, 2, 2), padding=(0, 1, 1))),
+    # Padding that holds values of the input: flax's 'CIRCULAR'/'REFLECT' (Equinox:
+    # padding_mode with flax's padding, `mode_pairs`).
+    ("2d_circular_s2_dil", (8, 9), 2, 3, (3, 4), dict(strides=2, padding="CIRCULAR",
+                                                      dilation=(1, 2))),
+    ("1d_reflect_s3_g2", (10,), 4, 2, (4,), dict(strides=3, padding="REFLECT", groups=2)),
 ]
 IDS = [c[0] for c in CONVS]
+
+
+def mode_pairs(k, dilation):
+    """flax's padding for 'CIRCULAR' and 'REFLECT': ``d*(k - 1)`` split, the odd one high."""
+    dilation = (dilation,) * len(k) if isinstance(dilation, int) else dilation
+    return tuple((d * (kj - 1) // 2, d * (kj - 1) - d * (kj - 1) // 2)
+                 for kj, d in zip(k, dilation))
 
 
 def close(a, b, tol=2e-5):
@@ -49,8 +61,11 @@ def flax_kwargs(kw):
                 kernel_dilation=kw.get("dilation", 1), feature_group_count=kw.get("groups", 1))
 
 
-def eqx_kwargs(kw):
-    return dict(stride=kw.get("strides", 1), padding=kw.get("padding", 0),
+def eqx_kwargs(kw, k):
+    padding, mode = kw.get("padding", 0), "ZEROS"
+    if padding in ("CIRCULAR", "REFLECT"):
+        padding, mode = mode_pairs(k, kw.get("dilation", 1)), padding
+    return dict(stride=kw.get("strides", 1), padding=padding, padding_mode=mode,
                 dilation=kw.get("dilation", 1), groups=kw.get("groups", 1))
 
 
@@ -103,7 +118,8 @@ def run(front_end, k, c_in, c_out, kw, x, g):
     from jax_tconv.nn import equinox as teqx
     w = np_init(3)(None, (c_out, c_in // kw.get("groups", 1), *k))
     conv = teqx.with_arrays(lambda: eqx.nn.Conv(len(k), c_in, c_out, k, use_bias=False,
-                                                key=jax.random.key(0), **eqx_kwargs(kw)), w, None)
+                                                key=jax.random.key(0), **eqx_kwargs(kw, k)),
+                            w, None)
     up = adjoint(conv)
     assert isinstance(up, teqx.ConvTranspose) and up.weight is conv.weight
     down = adjoint(up)
@@ -125,6 +141,8 @@ def run(front_end, k, c_in, c_out, kw, x, g):
 def test_adjoint_of_a_conv_is_its_transpose(front_end, index):
     _, spatial, c_in, c_out, k, kw = CONVS[index]
     x = np_normal((2, *spatial, c_in), 1)
+    if kw.get("padding") in ("CIRCULAR", "REFLECT"):   # the same shape as with zeros
+        kw = dict(kw, padding=mode_pairs(k, kw.get("dilation", 1)))
     y_shape = jax.eval_shape(lambda x, w: jax_tconv.conv(x, w, **kw), x,
                              jax.ShapeDtypeStruct((*k, c_in // kw.get("groups", 1), c_out),
                                                   jnp.float32)).shape
@@ -142,6 +160,9 @@ TRANSPOSES = [
     ("2d_s2_p1_op1", (4, 3), 3, 2, (3, 3), dict(strides=2, padding=1, output_padding=1)),
     ("1d_d2_op1", (5,), 2, 2, (3,), dict(strides=1, dilation=2, output_padding=1)),
     ("2d_same_g2", (3, 4), 2, 4, (4, 3), dict(strides=(2, 3), padding="same", groups=2)),
+    # flax's 'CIRCULAR' padding for k (3, 4): its adjoint is a flax Conv with that string.
+    ("2d_circular_s2", (4, 5), 2, 3, (3, 4), dict(strides=2, padding=((1, 1), (1, 2)),
+                                                  padding_mode="circular")),
 ]
 
 
@@ -314,9 +335,6 @@ def _nnx_conv(**kw):
 
 
 @pytest.mark.parametrize("kw,match", [
-    (dict(padding="CIRCULAR"), r"adjoint: flax Conv pads with padding='CIRCULAR' \(periodic or "
-                               r"mirrored values, not zeros\)"),
-    (dict(padding="REFLECT"), r"adjoint: flax Conv pads with padding='REFLECT'"),
     (dict(padding="CAUSAL", k=(3, 3)), r"adjoint: flax Conv has padding='CAUSAL', which flax "
                                        r"defines for 1-D convolutions only"),
     (dict(input_dilation=2), r"adjoint: flax Conv has input_dilation=2: a convolution with "
@@ -355,6 +373,45 @@ def test_other_layer_errors():
         adjoint(_nnx_conv(), use_bias=1)
 
 
+def test_padding_modes_flax_cannot_express():
+    rngs = nnx.Rngs(0)
+    with pytest.raises(ValueError, match=r"adjoint: jax_tconv ConvTranspose has padding=\(\(1, "
+                                         r"1\),\) with padding_mode='replicate', and flax's Conv "
+                                         r"has no 'replicate' padding; take the adjoint of an "
+                                         r"Equinox ConvTranspose"):
+        adjoint(tnnx.ConvTranspose(2, 2, (3,), padding=1, padding_mode="replicate",
+                                   kernel_init=np_init(0), rngs=rngs))
+    with pytest.raises(ValueError, match=r"flax's Conv pads with 'circular' values only as "
+                                         r"padding='CIRCULAR', whose padding here is "
+                                         r"\(\(1, 1\),\)"):
+        adjoint(tnnx.ConvTranspose(2, 2, (3,), padding=((2, 0),), padding_mode="circular",
+                                   kernel_init=np_init(0), rngs=rngs))
+
+
+@pytest.mark.skipif(not HAS_EQUINOX, reason="the equinox extra is not installed")
+@pytest.mark.parametrize("mode", ["replicate", "reflect"])
+def test_equinox_adjoint_keeps_any_padding_mode(mode):
+    """Equinox pads with every mode and any padding, both ways."""
+    import equinox as eqx
+
+    from jax_tconv.nn import equinox as teqx
+    w = np_init(5)(None, (3, 2, 3, 4))
+    conv = teqx.with_arrays(lambda: eqx.nn.Conv(2, 2, 3, (3, 4), stride=2, padding=((2, 1), (1, 3)),
+                                                padding_mode=mode.upper(), use_bias=False,
+                                                key=jax.random.key(0)), w, None)
+    up = adjoint(conv)
+    assert isinstance(up, teqx.ConvTranspose) and up.weight is conv.weight
+    down = adjoint(up)
+    assert down.padding_mode == mode.upper() and down.weight is conv.weight
+    x = np_normal((2, 9, 10), 1)
+    y, pullback = jax.vjp(conv, x)
+    g = np_normal(y.shape, 2)
+    z = up(g, output_shape=x.shape[1:])
+    close(jnp.vdot(y, g), jnp.vdot(x, z), 1e-4)
+    close(z, pullback(g)[0])
+    close(down(x), y)
+
+
 def test_linen_errors():
     with pytest.raises(ValueError, match=r"adjoint: linen Conv is not bound, so it holds no "
                                          r"kernel yet: call adjoint\(self.conv\) inside"):
@@ -390,8 +447,6 @@ def test_equinox_errors():
     from jax_tconv.nn import equinox as teqx
     key = jax.random.key(0)
     shaped = eqx.filter_eval_shape      # adjoint reads the layers' configuration: no draws
-    with pytest.raises(ValueError, match=r"adjoint: equinox Conv has padding_mode='CIRCULAR'"):
-        adjoint(shaped(eqx.nn.Conv, 1, 2, 2, 3, padding=1, padding_mode="CIRCULAR", key=key))
     with pytest.raises(ValueError, match=r"adjoint: equinox Conv has padding='SAME_LOWER' \(the "
                                          r"odd padding at the start\)"):
         adjoint(shaped(eqx.nn.Conv, 1, 2, 2, 3, padding="SAME_LOWER", key=key))

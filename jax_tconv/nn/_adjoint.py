@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax import lax
 
+from jax_tconv._spec import Pairs
 from jax_tconv.nn import _common
 from jax_tconv.nn import linen as tlinen
 from jax_tconv.nn import nnx as tnnx
@@ -59,7 +60,9 @@ def adjoint(layer: Any, *, use_bias: bool = False) -> Any:
 
     So ``adjoint(adjoint(conv))`` computes ``conv``'s linear part. The adjoint
     keeps strides, padding, dilation (flax: ``kernel_dilation``), groups
-    (flax: ``feature_group_count``), ``dtype`` and ``precision``.
+    (flax: ``feature_group_count``), what the padding holds (flax's
+    ``'CIRCULAR'``/``'REFLECT'``, Equinox's ``padding_mode``, jax_tconv's
+    ``padding_mode``), ``dtype`` and ``precision``.
 
     Sizes. ``C`` maps several input sizes to one output size (strides > 1), so
     ``Cᵀ`` must be told which one it returns: the returned ConvTranspose's
@@ -83,8 +86,10 @@ def adjoint(layer: Any, *, use_bias: bool = False) -> Any:
 
     Raises:
       ValueError: the layer's linear part has no adjoint here, with the reason:
-        input dilation, a mask, padding that is not zeros (``'CIRCULAR'``,
-        ``'REFLECT'``, Equinox's ``padding_mode``), negative padding, Equinox's
+        input dilation, a mask, a jax_tconv ConvTranspose whose ``padding_mode``
+        flax's Conv cannot express (flax pads with other values only through
+        ``'CIRCULAR'`` and ``'REFLECT'``, each with one fixed padding; Equinox
+        has every mode), negative padding, Equinox's
         ``'SAME_LOWER'``, a custom convolution function or
         ``preferred_element_type``; Flax's and Equinox's own ConvTranspose
         (convert them with `jax_tconv.interop`); ResizeConv and SubPixelConv.
@@ -128,25 +133,61 @@ def unsupported(what: str, layer: Any, reason: str) -> ValueError:
 
 
 def _flax_padding(layer, n: int):
-    """A flax Conv's padding in lax's terms; 'CAUSAL' as the pair it is."""
+    """A flax Conv's padding in lax's terms, and what it holds (jax_tconv's mode name).
+
+    'CAUSAL' is the pair it is; 'CIRCULAR' and 'REFLECT' are flax's pairs
+    (`flax_mode_pairs`) filled with wrapped or mirrored values.
+    """
     padding = layer.padding
     if isinstance(padding, str):
         mode = padding.upper()
-        if mode in ("CIRCULAR", "REFLECT"):
-            raise unsupported("flax", layer, f"pads with padding={padding!r} (periodic or "
-                              f"mirrored values, not zeros): it is linear, but its adjoint "
-                              f"folds the padded borders back, which no ConvTranspose does")
+        if mode in _FLAX_MODES:
+            sizes = _kernel_size(layer)
+            dilation = _broadcast(layer.kernel_dilation, len(sizes))
+            return flax_mode_pairs(sizes, dilation), _FLAX_MODES[mode]
         if mode == "CAUSAL":
             if n != 1:
                 raise unsupported("flax", layer, "has padding='CAUSAL', which flax defines "
                                   "for 1-D convolutions only")
             d = _broadcast(layer.kernel_dilation, 1)[0]
             k = _kernel_size(layer)[0]
-            return ((d * (k - 1), 0),)
-        return padding
+            return ((d * (k - 1), 0),), "zeros"
+        return padding, "zeros"
     if isinstance(padding, int):
-        return ((padding, padding),) * n
-    return tuple(p if isinstance(p, int) else tuple(p) for p in padding)
+        return ((padding, padding),) * n, "zeros"
+    return tuple(p if isinstance(p, int) else tuple(p) for p in padding), "zeros"
+
+
+# flax Conv's padding strings that pad with values of the input -> jax_tconv's padding_mode.
+_FLAX_MODES = {"CIRCULAR": "circular", "REFLECT": "reflect"}
+
+
+def flax_mode_pairs(kernel_size, dilation) -> Pairs:
+    """The padding flax's Conv gives 'CIRCULAR' and 'REFLECT': the dilated kernel's
+    ``((kd - 1) // 2, kd // 2)``, ``kd = d*(k - 1) + 1``, whatever the strides."""
+    return tuple(((d * (k - 1)) // 2, (d * (k - 1) + 1) // 2)
+                 for k, d in zip(kernel_size, dilation))
+
+
+def flax_conv_padding(geo: _common.ConvGeometry, layer) -> Any:
+    """The `padding` of a flax Conv computing `geo` (the forward conv of a ConvTranspose).
+
+    Flax pads with values other than zeros only through 'CIRCULAR' and
+    'REFLECT', each with one fixed padding (`flax_mode_pairs`).
+    """
+    if geo.padding_mode == "zeros":
+        return geo.padding
+    flax_name = {v: k for k, v in _FLAX_MODES.items()}.get(geo.padding_mode)
+    pairs = flax_mode_pairs(geo.kernel_size, geo.dilation)
+    if flax_name is None or geo.padding != pairs:
+        can = (f"flax's Conv pads with {geo.padding_mode!r} values only as "
+               f"padding={flax_name!r}, whose padding here is {pairs}"
+               if flax_name else f"flax's Conv has no {geo.padding_mode!r} padding")
+        raise unsupported("jax_tconv", layer, f"has padding={geo.padding!r} with "
+                          f"padding_mode={geo.padding_mode!r}, and {can}; take the adjoint "
+                          f"of an Equinox ConvTranspose (equinox.nn.Conv pads with every "
+                          f"mode) or use jax_tconv.conv(..., padding_mode=...)")
+    return flax_name
 
 
 def _broadcast(value, n: int) -> tuple[int, ...]:
@@ -182,9 +223,10 @@ def _flax_geometry(layer) -> _common.ConvGeometry:
     if getattr(layer, "preferred_element_type", None) is not None:
         raise unsupported("flax", layer, "sets preferred_element_type, which jax_tconv's "
                           "layers do not take")
+    padding, mode = _flax_padding(layer, n)
     return _common.conv_geometry(_FN, f"flax {type(layer).__name__}", kernel_size=k,
                                  strides=_broadcast(layer.strides, n),
-                                 padding=_flax_padding(layer, n),
+                                 padding=padding, padding_mode=mode,
                                  dilation=_broadcast(layer.kernel_dilation, n),
                                  groups=layer.feature_group_count)
 
@@ -227,6 +269,7 @@ def _nnx_transpose(conv, use_bias: bool) -> tnnx.ConvTranspose:
     c_in, c_out = conv.in_features, conv.out_features
     out = tnnx.ConvTranspose(c_out, c_in, geo.kernel_size, strides=geo.strides,
                              padding=geo.padding, dilation=geo.dilation, groups=geo.groups,
+                             padding_mode=geo.padding_mode,
                              use_bias=use_bias, kernel_init=_zeros, bias_init=_zeros,
                              dtype=conv.dtype, param_dtype=conv.param_dtype,
                              precision=conv.precision, rngs=nnx.Rngs(0))
@@ -238,7 +281,8 @@ def _nnx_conv(transpose: tnnx.ConvTranspose, use_bias: bool) -> nnx.Conv:
     """jax_tconv's ConvTranspose -> the nnx.Conv holding the same kernel Param."""
     geo = _common.transpose_geometry(transpose.config)
     out = nnx.Conv(transpose.out_features, transpose.in_features, geo.kernel_size,
-                   strides=geo.strides, padding=geo.padding, kernel_dilation=geo.dilation,
+                   strides=geo.strides, padding=flax_conv_padding(geo, transpose),
+                   kernel_dilation=geo.dilation,
                    feature_group_count=geo.groups, use_bias=use_bias, kernel_init=_zeros,
                    bias_init=_zeros, dtype=transpose.config.dtype,
                    param_dtype=transpose.kernel[...].dtype, precision=transpose.config.precision,
@@ -272,7 +316,7 @@ def _linen_adjoint(layer, use_bias: bool):
         kernel = _linen_kernel(layer)
         geo = _common.transpose_geometry(layer._config())
         conv = nn.Conv(kernel.shape[-1], geo.kernel_size, strides=geo.strides,
-                       padding=geo.padding, kernel_dilation=geo.dilation,
+                       padding=flax_conv_padding(geo, layer), kernel_dilation=geo.dilation,
                        feature_group_count=geo.groups, use_bias=False, dtype=layer.dtype,
                        param_dtype=kernel.dtype, precision=layer.precision)
         return conv.bind({"params": {"kernel": kernel}})
@@ -282,6 +326,7 @@ def _linen_adjoint(layer, use_bias: bool):
         transpose = tlinen.ConvTranspose(kernel.shape[-2] * geo.groups, geo.kernel_size,
                                          strides=geo.strides, padding=geo.padding,
                                          dilation=geo.dilation, groups=geo.groups,
+                                         padding_mode=geo.padding_mode,
                                          use_bias=False, dtype=layer.dtype,
                                          param_dtype=kernel.dtype, precision=layer.precision)
         return transpose.bind({"params": {"kernel": kernel}})

@@ -205,7 +205,9 @@ class ConvGeometry:
     dimension, ``>= 0`` except that a ConvTranspose whose output padding reaches
     a stride (``d > s``) has a forward conv with a negative ``hi`` (lax crops).
     A ConvTranspose with these arguments (and no output padding) computes
-    ``Cᵀ``; a forward conv with them computes ``C``.
+    ``Cᵀ``; a forward conv with them computes ``C``. `padding_mode` is what
+    the padding holds (jax_tconv's names: 'zeros', 'circular', 'reflect',
+    'replicate').
     """
 
     kernel_size: tuple[int, ...]
@@ -213,6 +215,7 @@ class ConvGeometry:
     padding: str | Pairs
     dilation: tuple[int, ...]
     groups: int
+    padding_mode: str = "zeros"
 
     @property
     def num_spatial(self) -> int:
@@ -220,7 +223,7 @@ class ConvGeometry:
 
 
 def conv_geometry(name: str, layer: str, *, kernel_size, strides, padding, dilation,
-                  groups) -> ConvGeometry:
+                  groups, padding_mode: str = "zeros") -> ConvGeometry:
     """Normalise a forward conv's arguments (lax's meanings); errors name `name` and `layer`.
 
     Negative padding (lax crops) is refused: no ConvTranspose has it.
@@ -234,7 +237,7 @@ def conv_geometry(name: str, layer: str, *, kernel_size, strides, padding, dilat
         )
     return ConvGeometry(tuple(kernel_size), _checks.ints(name, "strides", strides, n, minimum=1),
                         pads, _checks.ints(name, "dilation", dilation, n, minimum=1),
-                        _checks.positive_int(name, "groups", groups))
+                        _checks.positive_int(name, "groups", groups), padding_mode)
 
 
 def transpose_geometry(config: TransposeConfig) -> ConvGeometry:
@@ -252,7 +255,7 @@ def transpose_geometry(config: TransposeConfig) -> ConvGeometry:
         pads = tuple((lo, hi - sj * (opj // sj)) for (lo, hi), sj, opj in zip(pads, s, op))
     return ConvGeometry(config.kernel_size, s, pads,
                         _checks.ints(config.name, "dilation", config.dilation, n, minimum=1),
-                        config.groups)
+                        config.groups, config.padding_mode)
 
 
 # ----------------------------------------------------------------------------

@@ -173,6 +173,10 @@ class ConvTranspose(_Upsampling):
         ``(lo, hi)`` pair per dimension, ``'SAME'`` or ``'VALID'``.
       output_padding: extra size at the high end, ``< max(stride, dilation)``.
       groups: divides both channel counts.
+      padding_mode: what the forward conv's padding holds: ``"zeros"``,
+        ``"circular"``, ``"reflect"`` or ``"replicate"`` (PyTorch's names, as in
+        `jax_tconv.conv_transpose`; ``equinox.nn.Conv``'s ``padding_mode`` in
+        lower case).
       use_bias: add a bias ``(out_channels, 1, ..., 1)``.
       dtype: the parameters' dtype (default float32, float64 under x64); the
         computation promotes input and parameters.
@@ -198,15 +202,15 @@ class ConvTranspose(_Upsampling):
     def __init__(self, num_spatial_dims: int, in_channels: int, out_channels: int,
                  kernel_size: IntOrSequence, *, stride: IntOrSequence = 1,
                  padding: Padding = 0, output_padding: IntOrSequence = 0,
-                 dilation: IntOrSequence = 1, groups: int = 1, use_bias: bool = True,
-                 dtype: DTypeLike | None = None, precision: Precision = None,
-                 method: str = "auto", key: jax.Array):
+                 dilation: IntOrSequence = 1, groups: int = 1, padding_mode: str = "zeros",
+                 use_bias: bool = True, dtype: DTypeLike | None = None,
+                 precision: Precision = None, method: str = "auto", key: jax.Array):
         name = type(self).__name__
         n, k, geometry = _geometry(name, num_spatial_dims, kernel_size, stride, padding,
                                    output_padding, dilation)
         self.config = _common.transpose_config(
             name, features=out_channels, kernel_size=k, **geometry, groups=groups,
-            precision=precision, dtype=None, method=method)
+            precision=precision, dtype=None, method=method, padding_mode=padding_mode)
         _common.check_transpose(self.config, in_channels)
         self.num_spatial_dims, self.in_channels, self.out_channels = n, in_channels, out_channels
         self.weight, self.bias = _init(key, (in_channels, out_channels // groups, *k),
@@ -393,7 +397,8 @@ def _adjoint(layer: Any, *, use_bias: bool) -> Any:
         return with_arrays(
             lambda: eqx.nn.Conv(n, c_in, c_out, geo.kernel_size, stride=geo.strides,
                                 padding=geo.padding, dilation=geo.dilation, groups=geo.groups,
-                                use_bias=use_bias, dtype=w.dtype, key=jax.random.key(0)),
+                                padding_mode=geo.padding_mode.upper(), use_bias=use_bias,
+                                dtype=w.dtype, key=jax.random.key(0)),
             w, bias)
     if isinstance(layer, eqx.nn.Conv):
         geo = _equinox_geometry(layer)
@@ -403,7 +408,8 @@ def _adjoint(layer: Any, *, use_bias: bool) -> Any:
         return with_arrays(
             lambda: ConvTranspose(n, c_in, c_out, geo.kernel_size, stride=geo.strides,
                                   padding=geo.padding, dilation=geo.dilation, groups=geo.groups,
-                                  use_bias=use_bias, dtype=w.dtype, key=jax.random.key(0)),
+                                  padding_mode=geo.padding_mode, use_bias=use_bias,
+                                  dtype=w.dtype, key=jax.random.key(0)),
             w, bias)
     if isinstance(layer, eqx.nn.ConvTranspose):
         raise unsupported("equinox", layer, "correlates the stride-dilated input with its "
@@ -420,14 +426,11 @@ def _adjoint(layer: Any, *, use_bias: bool) -> Any:
 
 def _equinox_geometry(conv) -> _common.ConvGeometry:
     """Check that an ``equinox.nn.Conv`` has an adjoint here, and normalise it."""
-    if conv.padding_mode != "ZEROS":
-        raise unsupported("equinox", conv, f"has padding_mode={conv.padding_mode!r} (values "
-                          f"that are not zeros): it is linear, but its adjoint folds the padded "
-                          f"borders back, which no ConvTranspose does")
     if conv.padding == "SAME_LOWER":
         raise unsupported("equinox", conv, "has padding='SAME_LOWER' (the odd padding at the "
                           "start); jax_tconv's 'SAME' is lax's (the odd padding at the end). "
                           "Give the conv explicit (lo, hi) pairs for your input size")
     return _common.conv_geometry("adjoint", "equinox Conv", kernel_size=conv.kernel_size,
                                  strides=conv.stride, padding=conv.padding,
-                                 dilation=conv.dilation, groups=conv.groups)
+                                 dilation=conv.dilation, groups=conv.groups,
+                                 padding_mode=conv.padding_mode.lower())
