@@ -433,10 +433,15 @@ def from_equinox(module: Any) -> Any:
       every input; its weight is the forward conv's kernel (flipped and
       regrouped from Equinox's) and its padding PyTorch's (``'SAME'`` /
       ``'SAME_LOWER'`` resolved into pairs and output padding, as Equinox does).
+      Equinox's ``padding_mode='CIRCULAR'`` (which it allows with 'SAME' and
+      'SAME_LOWER': it wraps the input around and crops) becomes
+      ``padding_mode='circular'``, the adjoint of the circular convolution with
+      those pairs: equal while each padding is at most the output's size
+      (PyTorch's rule; the layer refuses smaller inputs, which Equinox wraps
+      around more than once).
 
     Raises:
-      ValueError: ``padding_mode='CIRCULAR'`` (periodic: no zero-padded
-        ConvTranspose computes it), or a padding beyond the kernel's reach.
+      ValueError: a padding beyond the kernel's reach.
       TypeError: `module` is not an ``equinox.nn.ConvTranspose``.
 
     Example:
@@ -459,11 +464,6 @@ def from_equinox(module: Any) -> Any:
     fn = "from_equinox"
     if not isinstance(module, eqx.nn.ConvTranspose):
         raise TypeError(f"{fn}: expected an equinox.nn.ConvTranspose, got {type(module).__name__}.")
-    if module.padding_mode != "ZEROS":
-        raise ValueError(
-            f"{fn}: padding_mode={module.padding_mode!r} (periodic) has no jax_tconv "
-            f"ConvTranspose equivalent, which pads with zeros."
-        )
     k, s, d = module.kernel_size, module.stride, module.dilation
     padding, output_padding = _from_dilated_padding(
         fn, f"padding {module.padding!r} with output_padding {module.output_padding!r} gives "
@@ -474,6 +474,8 @@ def from_equinox(module: Any) -> Any:
     return teqx.with_arrays(
         lambda: teqx.ConvTranspose(n, module.in_channels, module.out_channels, k, stride=s,
                                    padding=padding, output_padding=output_padding, dilation=d,
-                                   groups=module.groups, use_bias=module.use_bias,
-                                   dtype=weight.dtype, key=jax.random.key(0)),
+                                   groups=module.groups,
+                                   padding_mode=module.padding_mode.lower(),
+                                   use_bias=module.use_bias, dtype=weight.dtype,
+                                   key=jax.random.key(0)),
         kernel, module.bias)

@@ -83,6 +83,12 @@ EQX_CASES = [
     ("1d_pairs_g2", 1, 2, 4, 5, dict(stride=2, padding=((3, 0),), output_padding=1, groups=2)),
     ("1d_big_padding", 1, 2, 2, 3, dict(stride=2, padding=4)),
     ("3d", 3, 2, 3, 2, dict(stride=2, padding=(0, 1, 0))),
+    # Periodic: Equinox wraps the input around (SAME / SAME_LOWER only); jax_tconv folds
+    # the output's border with padding_mode='circular'.
+    ("2d_circular_same", 2, 3, 2, (4, 3), dict(stride=2, padding="SAME",
+                                               padding_mode="CIRCULAR")),
+    ("1d_circular_same_lower_dil2", 1, 2, 4, 5, dict(stride=3, padding="SAME_LOWER",
+                                                    dilation=2, padding_mode="CIRCULAR")),
 ]
 
 
@@ -109,10 +115,6 @@ def test_from_equinox_matches_equinox(case):
 def test_from_equinox_errors():
     key = jax.random.key(0)
     shaped = eqx.filter_eval_shape      # the errors come before the weights are read
-    with pytest.raises(ValueError, match=r"from_equinox: padding_mode='CIRCULAR' \(periodic\) "
-                                         r"has no jax_tconv ConvTranspose equivalent"):
-        interop.from_equinox(shaped(eqx.nn.ConvTranspose, 1, 2, 2, 3, padding="SAME",
-                                     padding_mode="CIRCULAR", key=key))
     with pytest.raises(ValueError, match=r"from_equinox: padding \(\(-1, -1\),\) with "
                                          r"output_padding \(0,\) gives Equinox's padding \(3, 3\) "
                                          r"in spatial dimension 0; jax_tconv reaches \(a, b\) "
