@@ -25,6 +25,12 @@ CONFIGS = [
     ("3-D k2 s2", (1, 2, 3, 3, 2), (2, 2, 2, 2, 2), dict(strides=2)),
     ("3-D k3 s2 p1 op1", (1, 2, 2, 3, 2), (2, 2, 3, 3, 3), dict(strides=2, padding=1,
                                                                 output_padding=(1, 0, 1))),
+    # padding modes: the adjoint of a conv whose padding holds values of its input
+    ("1-D reflect p2", (2, 3, 6), (3, 2, 3), dict(strides=2, padding=2, padding_mode="reflect")),
+    ("2-D circular", (2, 4, 5, 5), (4, 3, 4, 4), dict(strides=2, padding=1,
+                                                      padding_mode="circular")),
+    ("2-D replicate g2", (1, 4, 4, 3), (4, 1, 3, 2), dict(strides=(2, 1), padding=((2, 1), (0, 1)),
+                                                          groups=2, padding_mode="replicate")),
 ]
 TOLERANCE = 1e-4  # max |error| / max |reference|, float32
 
@@ -44,7 +50,7 @@ def _reference_args(x_shape, w_shape, kw):
     else:
         pairs = [p if isinstance(p, tuple) else (p, p) for p in per(pad)]
     return dict(strides=s, dilation=d, padding=tuple(pairs), output_padding=tuple(op),
-                groups=kw.get("groups", 1))
+                groups=kw.get("groups", 1), padding_mode=kw.get("padding_mode", "zeros"))
 
 
 def _rel_err(a, b):
