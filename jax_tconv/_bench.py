@@ -75,6 +75,8 @@ SUITE = [
 LAYOUTS = ("nhwc", "nchw")
 # Flax's nn.ConvTranspose has no layout option; PyTorch's conv_transpose is channels-first.
 FIXED_LAYOUT = {"flax": "nhwc", "torch": "nchw"}
+NO_TORCH_NOTE = ("PyTorch is not installed: it is left out of the comparison (pip install "
+                 "torch to include it)")
 FLAX_NOTE = ("Flax's nn.ConvTranspose has no layout option: in the NCHW rows it runs on "
              "channels-last (NHWC) arrays, as in the NHWC rows. PyTorch runs its native NCHW in "
              "both.")
@@ -285,8 +287,7 @@ def _check_torch(with_torch, print_fn):
     try:
         import torch  # noqa: F401
     except ImportError:
-        print_fn("PyTorch is not installed: it is left out of the comparison "
-                 "(pip install torch to include it)")
+        print_fn(NO_TORCH_NOTE)
         return False
     torch_threads()
     return True
