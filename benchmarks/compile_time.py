@@ -54,7 +54,13 @@ def _fns(layer, layout, which):
 
 
 def _compile(fn, *args):
-    """Seconds to lower and compile a fresh jit of `fn`, and the optimised program's size."""
+    """Seconds to trace, lower and compile `fn` from nothing, and the optimised program's size.
+
+    JAX caches traces, lowerings and executables (jax_tconv's formulations are jitted
+    functions of their own), so every cache is cleared first: this is what a first call
+    costs.
+    """
+    jax.clear_caches()
     t0 = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
     seconds = time.perf_counter() - t0

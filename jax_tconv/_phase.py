@@ -189,6 +189,11 @@ def _tap_offsets(dp: DimPlan, k, d, lo):
     return [((t * d - lo) % dp.s, ((t * d - lo) % dp.s + lo - t * d) // dp.s) for t in range(k)]
 
 
+# The most taps whose products `fast_kernel_gradient` writes out one by one: the program
+# grows with them (a 3-D k8 s4 layer's 512 products compile in 2.1 s, its kernel VJP in 0.2).
+MAX_TAP_PRODUCTS = 64
+
+
 def fast_kernel_gradient(g, x, spec: Spec):
     """The faster of the two kernel gradients on XLA:CPU, by rank and tap count.
 
@@ -196,7 +201,12 @@ def fast_kernel_gradient(g, x, spec: Spec):
     products win on 3-D layers (5-12x) and where each phase holds at most one
     tap (k <= s: U-Net's k2 s2, the k16 s8 audio layer); elsewhere the forward
     conv's kernel VJP is as fast or faster (up to 2x on DCGAN's last layer).
+    Beyond `MAX_TAP_PRODUCTS` taps the kernel VJP's one convolution is used
+    anyway, so that compile time and program size stay bounded (3-D k8 s4: 3.4x
+    slower to run, 10x faster to compile).
     """
+    if math.prod(spec.kernel_size) > MAX_TAP_PRODUCTS:
+        return conv_kernel_gradient(g, x, spec)
     if spec.num_spatial >= 3 or all(k <= s for k, s in zip(spec.kernel_size, spec.strides)):
         return kernel_gradient(g, x, spec)
     return conv_kernel_gradient(g, x, spec)

@@ -133,3 +133,32 @@ def test_phase_without_any_tap_is_zero():
     assert y.shape == (1, 11, 1)
     np.testing.assert_array_equal(y[0, 2::3, 0], 0.0)
     assert np.all(y[0, 0::3, 0] != 0) and np.all(y[0, 1::3, 0] != 0)
+
+
+@pytest.mark.parametrize("k,expect", [((4, 4, 4), "products"), ((5, 5, 3), "one conv")])
+def test_kernel_gradient_writes_out_at_most_64_tap_products(k, expect):
+    """3-D kernel gradients are per-tap products up to `MAX_TAP_PRODUCTS` taps and the
+    forward conv's kernel VJP beyond (a program that does not grow with the taps); both
+    equal the NumPy reference."""
+    from jax_tconv.reference import conv_transpose_reference_vjp
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 3, 2, 3)).astype(np.float32)     # NDHWC
+    w = rng.standard_normal((*k, 2, 3)).astype(np.float32)          # DHWIO: C_out 2, C_in 3
+    kw = dict(strides=2, padding=1)
+
+    def loss(x, w, g):
+        return jnp.vdot(jax_tconv.conv_transpose(x, w, method="phase", **kw), g)
+
+    y = jax_tconv.conv_transpose(x, w, method="phase", **kw)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    dx, dw = grad(x, w, g)
+    # The reference takes PyTorch's layout: x (N, C_in, *i), w (C_in, C_out, *k).
+    rdx, rdw = conv_transpose_reference_vjp(
+        np.moveaxis(x, -1, 1), np.transpose(w, (4, 3, 0, 1, 2)), np.moveaxis(g, -1, 1),
+        strides=(2,) * 3, padding=((1, 1),) * 3, output_padding=(0,) * 3, dilation=(1,) * 3)
+    assert_close(dx, np.moveaxis(rdx, 1, -1))
+    assert_close(dw, np.transpose(rdw, (2, 3, 4, 1, 0)))
+    products = grad.lower(x, w, g).as_text().count("dot_general")
+    assert (products >= np.prod(k)) if expect == "products" else (products < 8), products
