@@ -72,6 +72,10 @@ ROUNDS = 5
 #: (16 MiB, far below `MATMUL_MAX_BYTES`): above it "matmul" is skipped unmeasured,
 #: since a dense matrix that size is never the fastest way.
 MATMUL_TUNE_BYTES = 1 << 24
+#: "auto"'s program is kept unless another candidate's forward+backward is faster by more
+#: than this factor: a short measurement on a busy machine is noisy, and "auto" is the
+#: choice measured over the benchmark suite.
+AUTO_MARGIN = 1.05
 
 #: Every strategy "tune" may pick. The four formulations as given; "auto" (its
 #: forward, phase-style derivatives, and its own channels-last rule); and
@@ -176,7 +180,9 @@ def measure(spec: Spec, dtype: np.dtype, *, rounds: int | None = None) -> Entry:
     finite, is recorded as failed), then the working ones are timed
     round-robin, `rounds` (default `ROUNDS`) calls each, forward+backward and
     forward, so that a noisy neighbour slows all of them alike. The choice is
-    the working candidate with the smallest median forward+backward time.
+    the working candidate with the smallest median forward+backward time,
+    except that "auto"'s program is kept unless that one beats it by more than
+    `AUTO_MARGIN`.
 
     Raises:
       RuntimeError: no candidate runs this configuration.
@@ -264,8 +270,8 @@ def _measure(spec: Spec, dtype: np.dtype, rounds: int) -> Entry:
                 seconds[name][mode].append(_time(fwd_bwd_call if mode else fwd_call))
     for name, (fwd_s, fwd_bwd_s) in seconds.items():
         timings[name] = Timing(1e3 * statistics.median(fwd_bwd_s), 1e3 * statistics.median(fwd_s))
-    order = candidates(spec)
-    choice = min(calls, key=lambda n: (timings[n].fwd_bwd_ms, order.index(n)))
+    medians = {n: 1e3 * statistics.median(seconds[n][1]) for n in calls}
+    choice = pick(medians, candidates(spec), _same_as("auto", spec) or "auto")
     return {
         "choice": choice,
         "candidates": {n: t._asdict() for n, t in timings.items()},
@@ -273,6 +279,16 @@ def _measure(spec: Spec, dtype: np.dtype, rounds: int) -> Entry:
         "seconds": time.perf_counter() - t_start,
         "measured_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+
+
+def pick(ms: Mapping[str, float], order: Sequence[str], auto: str) -> str:
+    """The candidate to run, from median forward+backward milliseconds `ms`.
+
+    The fastest (ties: earlier in `order`), unless `auto` (the candidate whose
+    program "auto" runs) is within `AUTO_MARGIN` of it.
+    """
+    fastest = min(ms, key=lambda n: (ms[n], order.index(n)))
+    return auto if auto in ms and ms[auto] <= AUTO_MARGIN * ms[fastest] else fastest
 
 
 def _loss(name: str, spec: Spec) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array]:

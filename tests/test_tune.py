@@ -143,7 +143,9 @@ def test_measure_times_the_candidates_and_never_picks_a_failing_one(cache, monke
     measured = {n for n, v in t.items() if v.fwd_bwd_ms is not None}
     assert measured == {"vjp", "auto"}  # "auto" is dilated forward + adjoint derivatives on CPU
     assert all(t[n].fwd_bwd_ms > 0 and t[n].fwd_ms > 0 and t[n].note == "" for n in measured)
-    assert choice.method == min(measured, key=lambda n: t[n].fwd_bwd_ms)
+    fastest = min(measured, key=lambda n: t[n].fwd_bwd_ms)
+    kept = t["auto"].fwd_bwd_ms <= _tune.AUTO_MARGIN * t[fastest].fwd_bwd_ms
+    assert choice.method == ("auto" if kept else fastest)
     assert len(timed) == 2 * 2 * 2  # 2 candidates x (fwd, fwd+bwd) x 2 rounds
     entry = read(cache)[choice.key]
     assert entry["choice"] == choice.method and entry["rounds"] == 2
@@ -425,3 +427,14 @@ def test_table_shows_why_a_candidate_has_no_time():
                                  "auto": t(None, None, "same as vjp")}, "k", True, 2.0, "c")
     row = _tune.format_table(["L"], [r]).splitlines()[2]
     assert row == "| L | vjp | **1.500** | skipped | failed | = vjp | measured in 2.0 s |"
+
+
+def test_auto_is_kept_unless_beaten_by_more_than_the_margin():
+    order = ("vjp", "matmul", "dilated", "phase", "auto")
+    assert _tune.AUTO_MARGIN == 1.05
+    assert _tune.pick({"vjp": 0.97, "auto": 1.0}, order, "auto") == "auto"
+    assert _tune.pick({"vjp": 0.90, "auto": 1.0}, order, "auto") == "vjp"
+    # "auto" runs phase's program: phase stands for it
+    assert _tune.pick({"vjp": 0.97, "phase": 1.0}, order, "phase") == "phase"
+    assert _tune.pick({"vjp": 1.0, "dilated": 1.0}, order, "auto") == "vjp"   # ties: order
+    assert _tune.pick({"dilated": 2.0}, order, "auto") == "dilated"            # auto failed
