@@ -172,9 +172,9 @@ def _matmul_bytes(case) -> int:
     return int(math.prod(i) * case["cin"] * math.prod(o) * case["cout"] * 16)
 
 
-def run_case(case, methods=METHODS, passes=PASSES):
-    """Compile and run `case` for `methods` x `passes` in one jitted program; then, if
-    the operand-swap guard applies to it, check values against the reference."""
+def run_case(case, methods=METHODS, passes=PASSES, check=True):
+    """Compile and run `case` for `methods` x `passes` in one jitted program; then, with
+    `check` and if the operand-swap guard applies to it, check values (all passes)."""
     import contextlib
 
     import jax
@@ -214,7 +214,7 @@ def run_case(case, methods=METHODS, passes=PASSES):
     x64 = jax.enable_x64(True) if case["dtype"] == "float64" else contextlib.nullcontext()
     with x64:
         jax.block_until_ready(jax.jit(program)(x, w))
-    return _check_guarded(case, methods)
+    return _check_guarded(case, methods) if check else None
 
 
 def _spec(case):
@@ -372,7 +372,8 @@ def worker(a):
     for n in range(a.start, a.count):
         case = draw_window(a.seed, n) if a.windows else draw(a.seed, n, a.at_risk)
         log.write(json.dumps({"n": n, "seed": a.seed, "windows": a.windows,
-                              "at_risk": a.at_risk, "case": case}) + "\n")
+                              "at_risk": a.at_risk, "t": round(time.time(), 1), "case": case})
+                  + "\n")
         log.flush()                 # in the OS's hands: an abort cannot lose it
         try:
             guarded = run_window(case) if a.windows else run_case(case)
@@ -405,18 +406,27 @@ def _split(case, env):
     for method in METHODS:
         for p in PASSES:
             proc = subprocess.run([sys.executable, __file__, "--case", json.dumps(case),
-                                   "--methods", method, "--passes", p],
+                                   "--methods", method, "--passes", p, "--no-check"],
                                   capture_output=True, text=True, env=env)
             if proc.returncode < 0 or proc.returncode == 134:
                 aborting.append(f"{method}/{p}")
     return aborting
 
 
+ABORTED = (-6, 134)     # SIGABRT, as a signal or as the shell's exit status
+
+
 def supervise(a):
     if a.log is None:
         a.log = f"crash_hunt-{'windows-' if a.windows else ''}{a.seed}-{os.getpid()}.jsonl"
-    open(a.log, "w").close()
-    t0, start, aborts, restarts = time.perf_counter(), 0, [], 0
+    start = 0
+    if a.resume and os.path.exists(a.log):
+        # Go on from the last case started: it may have been cut short, so it runs again.
+        started = [r["n"] for r in _records(a.log) if "case" in r]
+        start = started[-1] if started else 0
+    else:
+        open(a.log, "w").close()
+    t0, retries = time.perf_counter(), 0
     cmd = [sys.executable, __file__, "--worker", "--seed", str(a.seed), "--count", str(a.count),
            "--log", a.log] + (["--windows"] if a.windows else []) + (
            ["--at-risk"] if a.at_risk else [])
@@ -427,16 +437,27 @@ def supervise(a):
         if records and "done" in records[-1]:
             break
         last = next(r for r in reversed(records) if "case" in r)
-        restarts += 1
+        if proc.returncode not in ABORTED and retries < 2:
+            # Killed from outside (or out of memory): not XLA's doing; run the case again.
+            retries += 1
+            print(f"worker ended with rc={proc.returncode} at n={last['n']}; rerunning it",
+                  flush=True)
+            start = last["n"]
+            continue
+        retries = 0
         where = [] if a.windows or a.no_split else _split(last["case"], _env(a))
-        aborts.append(dict(n=last["n"], case=last["case"], rc=proc.returncode, pairs=where))
         check = [line for line in proc.stderr.splitlines() if "Check failed" in line][:1]
+        with open(a.log, "a") as f:
+            f.write(json.dumps({"n": last["n"], "abort": proc.returncode, "pairs": where,
+                                "check": check[0][:500] if check else ""}) + "\n")
         print(f"ABORT n={last['n']} rc={proc.returncode} {' '.join(where)}\n  "
               f"{json.dumps(last['case'])}\n  {check[0][:300] if check else ''}", flush=True)
         start = last["n"] + 1
     records = _records(a.log)
-    errors = [r for r in records if "error" in r]
-    guarded = [r for r in records if "guarded" in r]
+    cases = {r["n"]: r["case"] for r in records if "case" in r}
+    aborts = [dict(r, case=cases[r["n"]]) for r in records if "abort" in r]
+    errors = list({r["n"]: r for r in records if "error" in r}.values())   # a rerun counts once
+    guarded = {r["n"] for r in records if "guarded" in r}
     seconds = time.perf_counter() - t0
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)     # the workers' (and splits') CPU
     summary = dict(configs=a.count, aborts=len(aborts), errors=len(errors),
@@ -445,7 +466,6 @@ def supervise(a):
                    at_risk=a.at_risk, xla_flags=_env(a).get("XLA_FLAGS", ""))
     if a.windows:
         aborted = {x["n"] for x in aborts}
-        cases = {r["n"]: r["case"] for r in records if "case" in r}
         from jax_tconv._operand_swap import swap_aborts  # the supervisor imports JAX last
 
         predicted = {n for n, c in cases.items() if swap_aborts(window_of(c))}
@@ -472,12 +492,16 @@ def main(argv=None):
     p.add_argument("--at-risk", action="store_true",
                    help="draw only configurations the operand-swap guard applies to")
     p.add_argument("--no-split", action="store_true", help="do not attribute aborts to pairs")
+    p.add_argument("--resume", action="store_true",
+                   help="go on with an existing --log from its last case instead of starting over")
     p.add_argument("--xla-defaults", action="store_true",
                    help=f"run the workers without {FAST_XLA_FLAGS}")
     p.add_argument("--replay", help="a hunt log: rerun --index's case in this process")
     p.add_argument("--index", type=int)
     p.add_argument("--case", help="one case as JSON, run in this process")
     p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--no-check", action="store_true",
+                   help="with --case/--replay: compile and run only, no value checks")
     p.add_argument("--passes", default=",".join(PASSES))
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
@@ -494,7 +518,8 @@ def main(argv=None):
         if windows:
             run_window(case)
         else:
-            run_case(case, tuple(a.methods.split(",")), tuple(a.passes.split(",")))
+            run_case(case, tuple(a.methods.split(",")), tuple(a.passes.split(",")),
+                     check=not a.no_check)
         print("OK", flush=True)
         return 0
     return supervise(a)

@@ -348,6 +348,42 @@ def _output_shape(draw, target, specs, batch, cout):
     return tuple(batch if c == "N" else cout if c == "C" else sizes[c] for c in specs[0])
 
 
+def test_recorded_examples_rebuild_exactly(tmp_path, monkeypatch):
+    """What the example log holds rebuilds the drawn values: dataclasses, arrays of any
+    dtype (NumPy or JAX), dtype classes, NumPy scalars, NaN, nested containers."""
+    cfg = Config(i=(3, 2), k=(2, 2), s=(2, 1), d=(1, 2), pads=((1, 1), (0, 2)), ops=(1, 0),
+                 batch=2, cin=2, cout=4, groups=2, specs=("NCHW", "OIHW", "NCHW"),
+                 kwargs=(("padding", [(1, 1), (0, 2)]), ("output_padding", (1, 0))),
+                 dtype="float32", seed=7)
+    call = ("dtype_mismatch", "vjp", np.arange(6, dtype=np.float32).reshape(1, 2, 3),
+            jnp.ones((2, 2), jnp.bfloat16),
+            {"preferred_element_type": jnp.int32, "kind": np.bool_, "scale": np.float32(1.5),
+             "pads": [1, (2, 3)], "nan": float("nan"), "none": None})
+    assert rebuild(source(cfg)) == cfg
+    got = rebuild(source(call))
+    assert got[:2] == call[:2]
+    for a, b in zip(got[2:4], call[2:4]):
+        assert type(a) is type(b) and a.dtype == b.dtype and np.array_equal(a, b)
+    kw, want = got[4], call[4]
+    assert kw["preferred_element_type"] is jnp.int32 and kw["kind"] is np.bool_
+    assert kw["scale"] == want["scale"] and type(kw["scale"]) is np.float32
+    assert kw["pads"] == [1, (2, 3)] and np.isnan(kw["nan"]) and kw["none"] is None
+
+    # The record format, and which line a replay reads.
+    log = tmp_path / "log"
+    monkeypatch.setitem(globals(), "EXAMPLE_LOG", str(log))
+    _record("test_a", {"cfg": cfg})
+    _record("test_b", {"call": call, "public": True})
+    path = log / f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.jsonl"
+    monkeypatch.setitem(globals(), "REPLAY", str(path))
+    last = _replay_record()
+    assert last["test"] == "test_b"
+    assert last["profile"] == settings.get_current_profile_name()
+    assert rebuild(last["example"]["public"]) is True
+    monkeypatch.setitem(globals(), "REPLAY", f"{path}:1")
+    assert rebuild(_replay_record()["example"]["cfg"]) == cfg
+
+
 def assert_close(actual, expected, tol):
     actual, expected = np.asarray(actual), np.asarray(expected)
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
