@@ -88,8 +88,8 @@ def arrays(name):
     return x, w
 
 
-def transpose(name, method):
-    return lambda x, w: jax_tconv.conv_transpose(x, w, method=method, **LAYERS[name])
+def transpose(name, method, **options):
+    return lambda x, w: jax_tconv.conv_transpose(x, w, method=method, **LAYERS[name], **options)
 
 
 def lax_transpose(name):
@@ -108,12 +108,13 @@ def einsum_channels(x, w):
     return jnp.einsum("nhwi,oi->nhwo", x, w[0, 0])
 
 
-def program(name, methods, second):
-    """One function computing, per method: y, (dx, dw) and for `second` methods d/d(x, w) |dw|²."""
+def program(name, methods, second, **options):
+    """One function computing, per method: y, (dx, dw) and for `second` methods d/d(x, w) |dw|²;
+    `options` go to every conv_transpose call (e.g. padding_mode)."""
     def run(x, w):
         out = {}
         for method in methods:
-            f = transpose(name, method)
+            f = transpose(name, method, **options)
             grads = jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w))), argnums=(0, 1))
             out[method] = (f(x, w), *grads(x, w))
             if method in second:
@@ -280,31 +281,21 @@ def check_thin_split(name):
     mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=KINDS["explicit"])
     x, w = arrays(name)
     x = x[:, :4]                       # 4 rows over the 4 devices of "model"
-    want = jax.jit(program(name, METHODS, set()))(x, w)
-    with jax.set_mesh(mesh):
-        got = jax.jit(program(name, METHODS, set()))(jax.device_put(x, P("data", "model")), w)
-    failures = 0
-    for method in METHODS:
-        ok = all(close(a, b) for a, b in zip(got[method], want[method]))
-        ok = ok and same_spec(spec_of(got[method][0]), P("data", "model"))
-        failures += report(ok, f"jit explicit one-row-per-device {name} {method}")
-    return failures
+    return _batch_and_space_split(mesh, name, x, w, "one-row-per-device")
 
 
 def check_padding_mode(name):
     """Explicit axes, batch and space split, PyTorch's circular padding (wrapping halos)."""
     mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=KINDS["explicit"])
     x, w = arrays(name)
+    return _batch_and_space_split(mesh, name, x, w, "batch+space circular",
+                                  padding_mode="circular")
 
-    def run(x, w):
-        out = {}
-        for method in METHODS:
-            def f(x, w, method=method):
-                return jax_tconv.conv_transpose(x, w, method=method, padding_mode="circular",
-                                                **LAYERS[name])
-            out[method] = (f(x, w), *jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w))),
-                                              argnums=(0, 1))(x, w))
-        return out
+
+def _batch_and_space_split(mesh, name, x, w, what, **options):
+    """Every method with x split ('data', 'model') under `mesh` against one device: values,
+    both gradients, and y split like x."""
+    run = program(name, METHODS, set(), **options)
     want = jax.jit(run)(x, w)
     with jax.set_mesh(mesh):
         got = jax.jit(run)(jax.device_put(x, P("data", "model")), w)
@@ -312,7 +303,7 @@ def check_padding_mode(name):
     for method in METHODS:
         ok = all(close(a, b) for a, b in zip(got[method], want[method]))
         ok = ok and same_spec(spec_of(got[method][0]), P("data", "model"))
-        failures += report(ok, f"jit explicit batch+space circular {name} {method}")
+        failures += report(ok, f"jit explicit {what} {name} {method}")
     return failures
 
 
