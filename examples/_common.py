@@ -94,6 +94,26 @@ def weight_disagreement(weights, reference, initial) -> float:
     return 0.0 if diff == 0 else float(np.sqrt(diff / moved)) if moved else float("inf")
 
 
+def classifier_step(model, opt):
+    """The (unjitted) training step of a linen classifier with optax optimiser `opt`:
+    ``step(params, opt_state, xb, yb) -> (params, opt_state, loss)``, softmax
+    cross-entropy against integer labels (the sharded-training examples jit it with
+    their own placements)."""
+    import jax  # the examples' plumbing otherwise needs no JAX
+    import optax
+
+    def step(params, opt_state, xb, yb):
+        def loss(params):
+            logits = model.apply(params, xb)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+        value, grads = jax.value_and_grad(loss)(params)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
+
+    return step
+
+
 def _leaves(tree):
     import jax  # the examples' plumbing otherwise needs no JAX
 

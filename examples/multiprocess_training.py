@@ -65,16 +65,7 @@ def train(model, params, x, y, batches, *, lr, place, progress=False, desc=""):
     Returns the losses and the final weights (as NumPy arrays).
     """
     opt = optax.adam(lr)
-
-    @jax.jit
-    def step(params, opt_state, xb, yb):
-        def loss(params):
-            logits = model.apply(params, xb)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
-
-        value, grads = jax.value_and_grad(loss)(params)
-        updates, opt_state = opt.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, value
+    step = jax.jit(_common.classifier_step(model, opt))
 
     opt_state = jax.jit(opt.init)(params)
     losses = []

@@ -58,15 +58,7 @@ def train(model, params, x, y, batches, *, lr, device, mesh=None, data_spec=None
     are sharded by `data_spec` and the weights (and Adam state) replicated.
     """
     opt = optax.adam(lr)
-
-    def step(params, opt_state, xb, yb):
-        def loss(params):
-            logits = model.apply(params, xb)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
-
-        value, grads = jax.value_and_grad(loss)(params)
-        updates, opt_state = opt.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, value
+    step = _common.classifier_step(model, opt)
 
     if mesh is None:
         x_place = y_place = w_place = device
