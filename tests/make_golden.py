@@ -127,19 +127,25 @@ def torch_golden(cfg: dict, seed: int) -> dict:
     return dict(x=x, weight=w, y=as32(y), g=g, grad_x=as32(xt.grad), grad_w=as32(wt.grad))
 
 
-def main():
+def write(out: pathlib.Path, cfgs: dict, golden, first_seed: int) -> None:
+    """Write ``golden(cfg, seed)``'s arrays for every named configuration (seeds from
+    `first_seed` on), the configurations as JSON and torch's version to `out` (.npz)."""
     import torch
 
     arrays = {}
-    for n, (name, cfg) in enumerate(configs().items()):
-        for key, value in torch_golden(cfg, seed=1000 + n).items():
+    for n, (name, cfg) in enumerate(cfgs.items()):
+        for key, value in golden(cfg, seed=first_seed + n).items():
             arrays[f"{name}/{key}"] = value
         arrays[f"config/{name}"] = np.array(json.dumps(cfg))
     arrays["torch_version"] = np.array(torch.__version__)
-    OUT.parent.mkdir(exist_ok=True)
-    np.savez_compressed(OUT, **arrays)
-    print(f"wrote {len(configs())} configurations to {OUT} ({OUT.stat().st_size:,} bytes) "
+    out.parent.mkdir(exist_ok=True)
+    np.savez_compressed(out, **arrays)
+    print(f"wrote {len(cfgs)} configurations to {out} ({out.stat().st_size:,} bytes) "
           f"with torch {torch.__version__}")
+
+
+def main():
+    write(OUT, configs(), torch_golden, 1000)
 
 
 if __name__ == "__main__":

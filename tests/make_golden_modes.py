@@ -29,7 +29,6 @@ them last dimension first; asymmetric pairs included). `CONFIGS` lists them.
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 import numpy as np
@@ -100,19 +99,9 @@ def torch_golden(cfg: dict, seed: int) -> dict:
 
 
 def main():
-    import torch
+    from make_golden import write  # beside this script, as tests import it
 
-    arrays = {}
-    for n, (name, cfg) in enumerate(CONFIGS.items()):
-        for key, value in torch_golden(cfg, seed=2000 + n).items():
-            arrays[f"{name}/{key}"] = value
-        arrays[f"config/{name}"] = np.array(json.dumps(cfg))
-    arrays["torch_version"] = np.array(torch.__version__)
-    OUT.parent.mkdir(exist_ok=True)
-    np.savez_compressed(OUT, **arrays)
-    print(f"wrote {len(CONFIGS)} configurations to {OUT} ({OUT.stat().st_size:,} bytes) "
-          f"with torch {torch.__version__}")
-
+    write(OUT, CONFIGS, torch_golden, 2000)
 
 if __name__ == "__main__":
     main()
