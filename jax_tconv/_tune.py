@@ -268,10 +268,10 @@ def _measure(spec: Spec, dtype: np.dtype, rounds: int) -> Entry:
         for _ in range(rounds):
             for name, (fwd_call, fwd_bwd_call) in calls.items():
                 seconds[name][mode].append(_time(fwd_bwd_call if mode else fwd_call))
-    for name, (fwd_s, fwd_bwd_s) in seconds.items():
-        timings[name] = Timing(1e3 * statistics.median(fwd_bwd_s), 1e3 * statistics.median(fwd_s))
-    medians = {n: 1e3 * statistics.median(seconds[n][1]) for n in calls}
-    choice = pick(medians, candidates(spec), _same_as("auto", spec) or "auto")
+    fwd_bwd_ms = {n: 1e3 * statistics.median(s[1]) for n, s in seconds.items()}
+    for name, (fwd_s, _) in seconds.items():
+        timings[name] = Timing(fwd_bwd_ms[name], 1e3 * statistics.median(fwd_s))
+    choice = pick(fwd_bwd_ms, candidates(spec), _same_as("auto", spec) or "auto")
     return {
         "choice": choice,
         "candidates": {n: t._asdict() for n, t in timings.items()},
