@@ -32,7 +32,7 @@ import jax_tconv
 from jax_tconv._bench import SUITE, _dn, _to_nchw, layout_label
 
 
-def _calls(layer, layout, method, x, w, cot):
+def _calls(layer, layout, method):
     kw = dict(strides=layer.s, padding=layer.p, output_padding=layer.op,
               dimension_numbers=_dn(layer.nd, layout), method=method)
 
@@ -78,8 +78,8 @@ def main(argv=None):
         for layout in a.layouts.split(","):
             xl, wl = (x, w) if layout == "nhwc" else (_to_nchw(x, layer.nd),
                                                       _to_nchw(w, layer.nd, kernel=True))
-            fa, fba, kw = _calls(layer, layout, "auto", xl, wl, None)
-            ft, fbt, _ = _calls(layer, layout, "tune", xl, wl, None)
+            fa, fba, kw = _calls(layer, layout, "auto")
+            ft, fbt, _ = _calls(layer, layout, "tune")
             cot = jnp.ones(fa(xl, wl).shape, jnp.float32)
             t0 = time.perf_counter()
             jax.block_until_ready(fbt(xl, wl, cot))     # the first trace measures
