@@ -208,6 +208,10 @@ def test_errors_name_the_layer_and_say_what_to_do():
     with pytest.raises(ValueError, match=r"ConvTranspose: kernel_size must be an int or a "
                                          r"sequence of 2 ints"):
         teqx.ConvTranspose(2, 3, 2, (3, 3, 3), key=key)
+    with pytest.raises(ValueError, match=r"ConvTranspose: unknown padding_mode 'CIRCULAR'; "
+                                         r"choose one of 'zeros', 'circular', 'reflect', "
+                                         r"'replicate'.*\('CIRCULAR' is 'circular' here\)"):
+        teqx.ConvTranspose(2, 3, 2, 3, padding_mode="CIRCULAR", key=key)
     with pytest.raises(ValueError, match=r"ResizeConv: num_spatial_dims must be >= 1, got 0"):
         teqx.ResizeConv(0, 3, 2, 3, key=key)
     with pytest.raises(ValueError, match=r"SubPixelConv: upscale_factor must be >= 1"):
