@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from jax_tconv import _checks, _sharding
 from jax_tconv._checks import METHODS
-from jax_tconv._dilated import transpose_by_dilation
+from jax_tconv._dilated import dilated, transpose_by_dilation
 from jax_tconv._layout import channels_last
 from jax_tconv._matmul import transpose_by_matmul
 from jax_tconv._padding_mode import with_padding_mode
@@ -42,7 +42,7 @@ _FORMULATIONS = {
 # "auto": the fastest forward for the configuration, differentiated like "phase".
 _AUTO_FORWARDS = {
     "dilated": jax.jit(with_padding_mode(adjoint_derivatives(
-        transpose_by_dilation, kernel_gradient=fast_kernel_gradient)), static_argnums=2),
+        dilated, kernel_gradient=fast_kernel_gradient)), static_argnums=2),
     "phase": _FORMULATIONS["phase"],
     "vjp": _FORMULATIONS["vjp"],
 }

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax import lax
-
+from jax_tconv import _safe_conv
 from jax_tconv._padding_mode import pad
 from jax_tconv._spec import ConvSpec, conv_spec
 from jax_tconv.typing import (
@@ -70,7 +69,7 @@ def apply_conv(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
     if spec.padding_mode != "zeros":
         x = pad(x, spec.dn.lhs_spec[2:], padding, spec.padding_mode)
         padding = ((0, 0),) * len(padding)
-    return lax.conv_general_dilated(
+    return _safe_conv.conv(
         x, w, spec.strides, padding, rhs_dilation=spec.dilation,
         dimension_numbers=spec.dn, feature_group_count=spec.groups,
         precision=spec.precision, preferred_element_type=spec.preferred_element_type)

@@ -46,8 +46,7 @@ import dataclasses
 import functools
 import itertools
 
-from jax import lax
-
+from jax_tconv._safe_conv import crop
 from jax_tconv._spec import Spec
 
 
@@ -218,7 +217,8 @@ def avoid_operand_swap(formulation):
         start = [0] * y.ndim
         for axis, (a, _) in zip(spec.dn.lhs_spec[2:], ext):
             start[axis] = a
-        return lax.slice(y, start, [b + n for b, n in zip(start, spec.out_shape)])
+        return crop(y, {a: (b, y.shape[a] - b - n)
+                        for a, (b, n) in enumerate(zip(start, spec.out_shape))})
 
     return guarded
 

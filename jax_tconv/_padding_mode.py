@@ -21,12 +21,14 @@ position ``p`` (``-lo <= p < o + hi``) was copied from
 
 The fold (`fold`) is written with slices, flips, zero pads and adds, one
 dimension at a time (the padding is separable, so its adjoint is too). "vjp"
-takes the adjoint by definition instead, as `jax.vjp` of `jnp.pad` (`unpad`),
+takes the adjoint by definition instead, as `jax.vjp` of the padding (`unpad`),
 so the two agree only if both are right. Either way the derivatives stay
 exact: the fold is linear, and JAX transposes it to the padding itself, so
 the input gradient is the mode-padded convolution (`conv` with the same
 mode) and the kernel gradient that of the uncropped formulation at the
-padded cotangent.
+padded cotangent. Both are written with `_safe_conv`'s crops and zero pads,
+which JAX transposes into each other, so that no derivative hands XLA a
+negative padding (docs/xla-bugs.md).
 """
 
 from __future__ import annotations
@@ -35,12 +37,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jax_tconv._safe_conv import crop, zero_pad
 from jax_tconv._spec import Pairs, Spec
 from jax_tconv._vjp import _vary, _varying
-
-# PyTorch's names -> jnp.pad's.
-_NUMPY_MODE = {"circular": "wrap", "reflect": "reflect", "replicate": "edge"}
-
 
 def pad(y: jax.Array, axes, pads: Pairs, mode: str) -> jax.Array:
     """`y` padded along `axes` by ``(lo, hi)`` each, with values of `y` (mode != 'zeros').
@@ -50,16 +49,30 @@ def pad(y: jax.Array, axes, pads: Pairs, mode: str) -> jax.Array:
     the whole of `y` first. PyTorch's rules (`_checks.mode_padding`) hold for
     the positive amounts.
     """
-    widths = [(0, 0)] * y.ndim
     for a, (lo, hi) in zip(axes, pads):
-        widths[a] = (max(lo, 0), max(hi, 0))
-    out = jnp.pad(y, widths, mode=_NUMPY_MODE[mode])
-    if all(lo >= 0 and hi >= 0 for lo, hi in pads):
-        return out
-    starts, limits = [0] * y.ndim, list(out.shape)
-    for a, (lo, hi) in zip(axes, pads):
-        starts[a], limits[a] = max(-lo, 0), limits[a] - max(-hi, 0)
-    return lax.slice(out, tuple(starts), tuple(limits))
+        y = _pad_axis(y, a, max(lo, 0), max(hi, 0), mode)
+    return crop(y, {a: (max(-lo, 0), max(-hi, 0)) for a, (lo, hi) in zip(axes, pads)})
+
+
+def _pad_axis(y, axis, lo, hi, mode):
+    """`y` with `lo` and `hi` positions of `mode` added along `axis` (the table above)."""
+    o = y.shape[axis]
+    if mode == "circular":      # -lo .. -1 <- o - lo .. o - 1;  o .. o + hi - 1 <- 0 .. hi - 1
+        left, right = _part(y, axis, o - lo, o), _part(y, axis, 0, hi)
+    elif mode == "reflect":     # -lo .. -1 <- lo .. 1;  o .. o + hi - 1 <- o - 2 .. o - 1 - hi
+        left = lax.rev(_part(y, axis, 1, lo + 1), (axis,))
+        right = lax.rev(_part(y, axis, o - 1 - hi, o - 1), (axis,))
+    elif mode == "replicate":   # the edge element, repeated
+        left = jnp.repeat(_part(y, axis, 0, 1), lo, axis=axis)
+        right = jnp.repeat(_part(y, axis, o - 1, o), hi, axis=axis)
+    else:
+        raise ValueError(f"pad: no padding_mode {mode!r}")
+    return lax.concatenate([p for p in (left, y, right) if p.shape[axis]], axis)
+
+
+def _part(y, axis, start, stop):
+    """Positions ``start .. stop - 1`` of `y` along `axis`."""
+    return crop(y, {axis: (start, y.shape[axis] - stop)})
 
 
 def fold(z: jax.Array, axes, pads: Pairs, mode: str) -> jax.Array:
@@ -71,12 +84,12 @@ def fold(z: jax.Array, axes, pads: Pairs, mode: str) -> jax.Array:
 
 def _fold_axis(z, axis, lo, hi, mode):
     if min(lo, hi) < 0:  # pad cropped there: its adjoint zero-extends
-        z = _zero_pad(z, axis, max(-lo, 0), max(-hi, 0))
+        z = zero_pad(z, {axis: (max(-lo, 0), max(-hi, 0))})
         lo, hi = max(lo, 0), max(hi, 0)
     o = z.shape[axis] - lo - hi
-    y = lax.slice_in_dim(z, lo, lo + o, axis=axis)
-    left = lax.slice_in_dim(z, 0, lo, axis=axis)              # positions -lo .. -1
-    right = lax.slice_in_dim(z, lo + o, lo + o + hi, axis=axis)  # positions o .. o + hi - 1
+    y = _part(z, axis, lo, lo + o)
+    left = _part(z, axis, 0, lo)                  # positions -lo .. -1
+    right = _part(z, axis, lo + o, lo + o + hi)   # positions o .. o + hi - 1
     if mode == "circular":      # -lo .. -1 -> o - lo .. o - 1;  o .. o + hi - 1 -> 0 .. hi - 1
         terms = [(left, o - lo), (right, 0)]
     elif mode == "reflect":     # -lo .. -1 -> lo .. 1;  o .. o + hi - 1 -> o - 2 .. o - 1 - hi
@@ -101,7 +114,7 @@ def _fold_axis(z, axis, lo, hi, mode):
         pieces.append(_zeros_like_along(y, axis, o - at))
         return y + lax.concatenate([q for q in pieces if q.shape[axis]], axis)
     for part, start in terms:   # overlapping targets: one zero-padded add each
-        y = y + _zero_pad(part, axis, start, o - start - part.shape[axis])
+        y = y + zero_pad(part, {axis: (start, o - start - part.shape[axis])})
     return y
 
 
@@ -110,12 +123,6 @@ def _zeros_like_along(a, axis, n):
     shape = list(a.shape)
     shape[axis] = n
     return jnp.zeros(shape, a.dtype)
-
-
-def _zero_pad(a, axis, lo, hi):
-    config = [(0, 0, 0)] * a.ndim
-    config[axis] = (lo, hi, 0)
-    return lax.pad(a, lax.full((), 0, a.dtype), config)
 
 
 def unpad(z: jax.Array, spec: Spec) -> jax.Array:

@@ -48,6 +48,7 @@ import numpy as np
 from jax import lax
 
 from jax_tconv._layout import transposed_kernel
+from jax_tconv._safe_conv import conv, crop, zero_pad
 from jax_tconv._spec import Spec
 from jax_tconv._vjp import adjoint_derivatives, conv_kernel_gradient
 
@@ -156,7 +157,7 @@ def kernel_gradient(g, x, spec: Spec):
     xc = jnp.transpose(x, (dn.out_spec[0], *dn.out_spec[2:], dn.out_spec[1]))  # (N, *i, C_in)
     gc = jnp.transpose(g, (dn.lhs_spec[0], *dn.lhs_spec[2:], dn.lhs_spec[1]))  # (N, *o, C_out)
     # g: pad o up to n*s and split it into (n, s): gc[:, a, φ] is output a*s + φ.
-    gc = jnp.pad(gc, [(0, 0)] + [(0, dp.n * dp.s - dp.o) for dp in p.dims] + [(0, 0)])
+    gc = zero_pad(gc, {1 + j: (0, dp.n * dp.s - dp.o) for j, dp in enumerate(p.dims)})
     gc = gc.reshape(gc.shape[0], *(v for dp in p.dims for v in (dp.n, dp.s)), grp, -1)
     # x: pad so that a + c_t is in range for every a < n and every tap.
     offsets = [_tap_offsets(dp, k, d, lo) for dp, k, d, (lo, _) in
@@ -164,16 +165,17 @@ def kernel_gradient(g, x, spec: Spec):
     below = [max(0, -min(c for _, c in offs)) for offs in offsets]
     above = [max(0, dp.n - 1 + max(c for _, c in offs) - (dp.i - 1))
              for dp, offs in zip(p.dims, offsets)]
-    xc = jnp.pad(xc, [(0, 0), *zip(below, above), (0, 0)])
+    xc = zero_pad(xc, {1 + j: pair for j, pair in enumerate(zip(below, above))})
     xc = xc.reshape(*xc.shape[:-1], grp, -1)
     taps = []
     for t in itertools.product(*(range(k) for k in spec.kernel_size)):
         phases = [offsets[j][t[j]][0] for j in range(n)]
         starts = [offsets[j][t[j]][1] + below[j] for j in range(n)]
-        x_slice = xc
-        for j, (st, dp) in enumerate(zip(starts, p.dims)):
-            x_slice = lax.slice_in_dim(x_slice, st, st + dp.n, axis=1 + j)
-        gs = gc[(slice(None), *(v for phi in phases for v in (slice(None), phi)))]
+        x_slice = crop(xc, {1 + j: (st, xc.shape[1 + j] - st - dp.n)
+                            for j, (st, dp) in enumerate(zip(starts, p.dims))})
+        gs = crop(gc, {2 + 2 * j: (phi, dp.s - 1 - phi) for j, (phi, dp) in
+                       enumerate(zip(phases, p.dims))})
+        gs = gs.reshape(*(v for ax, v in enumerate(gs.shape) if ax not in range(2, 2 + 2 * n, 2)))
         taps.append(jnp.einsum(x_slice, [0, *range(1, n + 1), n + 1, n + 2],
                                gs, [0, *range(1, n + 1), n + 1, n + 3], [n + 1, n + 3, n + 2],
                                precision=spec.precision,
@@ -222,7 +224,7 @@ def _conv(x, kernel, rhs_spec, spec: Spec, pads, dilation):
     """Stride-1 correlation of x (x's layout) with `kernel`, result in y's layout."""
     n = spec.num_spatial
     dn = lax.ConvDimensionNumbers(spec.dn.out_spec, rhs_spec, spec.dn.lhs_spec)
-    return lax.conv_general_dilated(
+    return conv(
         x, kernel, (1,) * n, pads, rhs_dilation=dilation, dimension_numbers=dn,
         feature_group_count=spec.groups, precision=spec.precision,
         preferred_element_type=spec.preferred_element_type)

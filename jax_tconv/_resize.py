@@ -13,9 +13,8 @@ from the resized input (PyTorch's ``Conv*d(padding_mode=)``); a crop stays a cro
 from __future__ import annotations
 
 import jax
-from jax import lax
-
 from jax_tconv._padding_mode import pad
+from jax_tconv._safe_conv import conv
 from jax_tconv._spec import Pairs, Spec
 
 
@@ -43,6 +42,5 @@ def resize_conv(x: jax.Array, w: jax.Array, spec: Spec, *, resize_method,
     if padding_mode != "zeros":   # filled by the mode (a negative amount crops)
         up = pad(up, spec.dn.lhs_spec[2:], pads, padding_mode)
         pads = ((0, 0),) * n
-    return lax.conv_general_dilated(up, w, (1,) * n, pads, rhs_dilation=spec.dilation,
-                                    dimension_numbers=spec.dn, feature_group_count=spec.groups,
-                                    precision=spec.precision)
+    return conv(up, w, (1,) * n, pads, rhs_dilation=spec.dilation, dimension_numbers=spec.dn,
+                feature_group_count=spec.groups, precision=spec.precision)

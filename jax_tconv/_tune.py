@@ -76,6 +76,12 @@ MATMUL_TUNE_BYTES = 1 << 24
 #: than this factor: a short measurement on a busy machine is noisy, and "auto" is the
 #: choice measured over the benchmark suite.
 AUTO_MARGIN = 1.05
+#: How far a candidate's forward value and gradients may stray from the element-wise
+#: median of all candidates' (relative to the median's largest magnitude, per dtype)
+#: before it is dropped as wrong: every candidate computes the same operator, so a
+#: disagreement is a bug (in XLA or here), never a speed trade-off.
+AGREEMENT_RTOL = {"float64": 1e-9, "float32": 1e-4}
+AGREEMENT_RTOL_LOW_PRECISION = 3e-2  # float16, bfloat16 and the like
 
 #: Every strategy "tune" may pick. The four formulations as given; "auto" (its
 #: forward, phase-style derivatives, and its own channels-last rule); and
@@ -233,6 +239,7 @@ def _measure(spec: Spec, dtype: np.dtype, rounds: int) -> Entry:
 
     timings: dict[str, Timing] = {}
     calls: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {}
+    results: dict[str, list[np.ndarray]] = {}
     for name in candidates(spec):
         same = _same_as(name, spec)
         if same is not None:
@@ -248,8 +255,8 @@ def _measure(spec: Spec, dtype: np.dtype, rounds: int) -> Entry:
         pair: tuple[Callable[[], Any], Callable[[], Any]] = (
             functools.partial(fwd, x, w), functools.partial(fwd_bwd, x, w, c))
         try:
-            finite = all(bool(jnp.all(jnp.isfinite(leaf)))
-                         for call in pair for leaf in jax.tree.leaves(call()))
+            values = [np.asarray(leaf) for call in pair for leaf in jax.tree.leaves(call())]
+            finite = all(bool(np.all(np.isfinite(v))) for v in values)
         except Exception as e:  # compiling or running failed: never pick it
             first_line = (str(e).strip().splitlines() or [""])[0][:300]
             timings[name] = Timing(None, None, f"failed: {type(e).__name__}: {first_line}")
@@ -257,7 +264,14 @@ def _measure(spec: Spec, dtype: np.dtype, rounds: int) -> Entry:
         if not finite:
             timings[name] = Timing(None, None, "failed: non-finite values on finite inputs")
             continue
-        calls[name] = pair
+        calls[name], results[name] = pair, values
+    for name, error in disagreements(results).items():
+        warnings.warn(f"jax_tconv tune: method='tune' dropped the candidate {name!r}: its "
+                      f"result disagrees with the other candidates' ({error}) on the measurement "
+                      f"inputs of this configuration ({spec}). It is never picked; please "
+                      f"report it with this message.", RuntimeWarning, stacklevel=2)
+        timings[name] = Timing(None, None, f"dropped: disagrees with the others ({error})")
+        del calls[name]
     if not calls:
         raise RuntimeError(
             f"conv_transpose: method='tune' found no strategy that runs this configuration "
@@ -279,6 +293,35 @@ def _measure(spec: Spec, dtype: np.dtype, rounds: int) -> Entry:
         "seconds": time.perf_counter() - t_start,
         "measured_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+
+
+def disagreements(results: Mapping[str, Sequence[np.ndarray]]) -> dict[str, str]:
+    """The candidates whose values stray from the element-wise median of all, and by how much.
+
+    `results` maps each candidate to its arrays (forward value, loss, both
+    gradients), computed on the same inputs. With fewer than three candidates
+    there is no majority: each is compared with the other instead, and both
+    are reported when they disagree.
+    """
+    names = list(results)
+    if len(names) < 2:
+        return {}
+    bad = {}
+    for i, arrays in enumerate(zip(*(results[n] for n in names))):
+        stack = np.stack([np.asarray(a, np.float64) if not np.iscomplexobj(a) else a
+                          for a in arrays])
+        center = np.median(stack.real, axis=0) + 1j * np.median(stack.imag, axis=0) \
+            if np.iscomplexobj(stack) else np.median(stack, axis=0)
+        dtype = np.dtype(arrays[0].dtype)
+        rtol = AGREEMENT_RTOL.get(np.dtype(dtype).name.replace("complex128", "float64")
+                                  .replace("complex64", "float32"), AGREEMENT_RTOL_LOW_PRECISION)
+        scale = float(np.max(np.abs(center), initial=0.0)) or 1.0
+        for name, value in zip(names, stack):
+            error = float(np.max(np.abs(value - center), initial=0.0)) / scale
+            if error > rtol and name not in bad:
+                bad[name] = f"largest difference {error:.3g} of the largest magnitude, " \
+                            f"array {i}, tolerance {rtol:g}"
+    return bad
 
 
 def pick(ms: Mapping[str, float], order: Sequence[str], auto: str) -> str:

@@ -30,12 +30,13 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
 from jax_tconv._operand_swap import avoid_operand_swap
+from jax_tconv._safe_conv import conv
 from jax_tconv._spec import Spec
 
 
 def forward_conv(y, w, spec: Spec):
     """C: the forward conv from y's shape to exactly x's shape."""
-    return lax.conv_general_dilated(
+    return conv(
         y, w, spec.strides, spec.forward_padding, rhs_dilation=spec.dilation,
         dimension_numbers=spec.dn, feature_group_count=spec.groups, precision=spec.precision)
 

@@ -438,3 +438,37 @@ def test_auto_is_kept_unless_beaten_by_more_than_the_margin():
     assert _tune.pick({"vjp": 0.97, "phase": 1.0}, order, "phase") == "phase"
     assert _tune.pick({"vjp": 1.0, "dilated": 1.0}, order, "auto") == "vjp"   # ties: order
     assert _tune.pick({"dilated": 2.0}, order, "auto") == "dilated"            # auto failed
+
+
+def test_a_wrong_candidate_is_dropped_with_a_warning(cache, monkeypatch):
+    """A candidate that runs, is finite, and is wrong (here "phase" off by 1% of y and of
+    its gradients) is checked against the median of all candidates, named in a warning,
+    never timed and never picked."""
+    monkeypatch.setattr(_tune, "ROUNDS", 1)
+    monkeypatch.setattr(_tune, "candidates", lambda spec: ("vjp", "dilated", "phase", "auto"))
+    formulations = dict(_api._FORMULATIONS)
+    phase = formulations["phase"]
+    formulations["phase"] = lambda x, w, spec: phase(x, w, spec) * 1.01
+    monkeypatch.setattr(_api, "_FORMULATIONS", formulations)
+    monkeypatch.setattr(_tune, "_same_as", lambda name, spec: None)
+    with pytest.warns(RuntimeWarning, match=r"dropped the candidate 'phase': its result "
+                                            r"disagrees with the other candidates'"):
+        choice = jax_tconv.tune_choice(X, W, **SMALL)
+    assert choice.timings["phase"].note.startswith("dropped: disagrees with the others")
+    assert choice.timings["phase"].fwd_bwd_ms is None
+    assert choice.method != "phase"
+    assert {n for n, t in choice.timings.items() if t.fwd_bwd_ms is not None} == {
+        "vjp", "dilated", "auto"}
+
+
+@pytest.mark.parametrize("results,expect", [
+    ({"a": [np.ones(3)], "b": [np.ones(3)], "c": [np.ones(3) * 1.5]}, {"c"}),
+    ({"a": [np.ones(3, np.float32)], "b": [np.ones(3, np.float32) + 1e-6]}, set()),
+    ({"a": [np.ones(3)], "b": [np.ones(3) * 2]}, {"a", "b"}),   # no majority: both named
+    ({"a": [np.ones(3, np.float16)], "b": [np.ones(3, np.float16)],
+      "c": [np.ones(3, np.float16) * 1.01]}, set()),              # within float16's tolerance
+    ({"a": [np.zeros(2), np.ones(2)], "b": [np.zeros(2), np.ones(2)],
+      "c": [np.zeros(2), -np.ones(2)]}, {"c"}),                  # the second array differs
+])
+def test_disagreements_against_the_median(results, expect):
+    assert set(_tune.disagreements(results)) == expect
