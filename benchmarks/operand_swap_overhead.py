@@ -1,4 +1,4 @@
-"""What the operand-swap guard costs (jax_tconv._operand_swap, docs/xla-aborts.md).
+"""What the operand-swap guard costs (jax_tconv._operand_swap, docs/xla-bugs.md).
 
 Configurations the guard leaves alone (every layer of the benchmark suite): each guarded
 formulation is lowered next to its unguarded self (the function under the guard,

@@ -18,7 +18,7 @@ right only when the input's size there is K too; otherwise the swapped
 convolution fails shape inference ("Window dimensions do not match RHS shape")
 and the simplifier's ``CHECK(computation->Accept(this).ok())`` aborts the process.
 `swap_aborts` is that condition, written out for one convolution; it matched
-XLA's aborts exactly on 3,000 convolutions drawn around it (docs/xla-aborts.md).
+XLA's aborts exactly on 3,000 convolutions drawn around it (docs/xla-bugs.md).
 
 A transposed convolution is the pullback of a strided convolution C; its
 derivatives, at any order, are convolutions too: JAX transposes a convolution

@@ -33,7 +33,7 @@ the lowered programs of the forward pass and both gradients). Their second
 derivatives do hold input-dilated convolutions (JAX's transposes of the forward
 conv); on the shapes where XLA:CPU would abort on one of those,
 `adjoint_derivatives` runs this formulation on a zero-extended geometry and
-crops the result (docs/xla-aborts.md).
+crops the result (docs/xla-bugs.md).
 """
 
 from __future__ import annotations

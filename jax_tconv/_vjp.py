@@ -15,7 +15,7 @@ which runs several times slower on XLA:CPU.
 An XLA abort, avoided. The pullback is an input-dilated convolution, and on
 some valid shapes XLA:CPU's operand swap turns it, or a convolution among the
 derivatives (the forward conv's transposes, and theirs), into an invalid one
-and aborts the process (docs/xla-aborts.md). On those shapes
+and aborts the process (docs/xla-bugs.md). On those shapes
 `adjoint_derivatives` (so "vjp", "phase" and "auto") computes the same result
 from the forward conv read on an input a zero row larger, and crops that row
 (jax_tconv._operand_swap): the VJP is still JAX's, of that larger conv, and

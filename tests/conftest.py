@@ -18,7 +18,7 @@ def transform(request):
 # examples for each test (the long profile keeps no example database, which would replay old
 # failures first). JAX_TCONV_EXAMPLE_LOG=DIR records each example before it runs
 # (test_properties.py), so that one which aborts the process can be replayed exactly.
-# docs/xla-aborts.md has the commands.
+# docs/xla-bugs.md has the commands.
 import os  # noqa: E402
 import random  # noqa: E402
 

@@ -2,7 +2,8 @@
 
 Hypothesis draws configurations nobody picked by hand: rank 1-3, batch, channels
 and groups (depthwise included), kernel sizes, strides, dilation, every padding
-form (int, per dimension, asymmetric (lo, hi) pairs, 'SAME', 'VALID'),
+form (int, per dimension, asymmetric (lo, hi) pairs, 'SAME', 'VALID') over its
+whole valid range, the kernel's reach d*(k - 1) often,
 output_padding or output_shape (spatial or full), every padding mode ('zeros'
 half the time; 'circular', 'reflect', 'replicate' where PyTorch's rule allows
 the padding, else 'replicate'), any layout of x, y and w (channels-last,
@@ -23,7 +24,7 @@ xdist worker down before Hypothesis can report it. With ``JAX_TCONV_EXAMPLE_LOG=
 every example is appended to ``DIR/<worker>.jsonl`` (one JSON line, flushed) before it
 runs, as Python source that rebuilds it, with the run's seed; the last line of the
 crashed worker's file is the example that crashed. ``JAX_TCONV_REPLAY=FILE[:LINE]``
-(default: the last line) runs only that example, of only its test. docs/xla-aborts.md
+(default: the last line) runs only that example, of only its test. docs/xla-bugs.md
 has the commands.
 """
 
@@ -279,17 +280,24 @@ def configs(draw, max_rank=3, dtypes=("float32", "float64")):
     if how in ("output_padding", "output_shape"):
         ops = [draw(st.integers(0, max(sj, dj) - 1)) for sj, dj in zip(s, d)]
     room = [f - 1 + op for f, op in zip(full, ops)]   # lo + hi <= room keeps o >= 1
+    # Padding over its whole valid range (lo + hi <= room), with the reach d*(k - 1) of
+    # the kernel drawn often: a low padding of d*(k - 1) in 2-D was issue 18's first call.
+    reach = [dj * (kj - 1) for kj, dj in zip(k, d)]
+
+    def amount(top, reach_here):
+        return draw(st.integers(0, top) | st.just(min(reach_here, top)))
+
     if form == "int":
-        p = draw(st.integers(0, min(min(room), 6) // 2))
+        p = amount(min(room) // 2, min(reach))
         pads, kwargs["padding"] = [(p, p)] * nd, p
     elif form == "per_dim":
-        ps = [draw(st.integers(0, min(r, 6) // 2)) for r in room]
+        ps = [amount(r // 2, e) for r, e in zip(room, reach)]
         pads, kwargs["padding"] = [(p, p) for p in ps], draw(st.sampled_from([tuple, list]))(ps)
     elif form in ("pairs", "mixed"):   # asymmetric (lo, hi), or ints and pairs mixed
         pads, entries = [], []
-        for r in room:
-            lo = draw(st.integers(0, min(r, 3)))
-            hi = draw(st.integers(0, min(r - lo, 3)))
+        for r, e in zip(room, reach):
+            lo = amount(r, e)
+            hi = amount(r - lo, e)
             pads.append((lo, hi))
             as_int = form == "mixed" and lo == hi and draw(st.booleans())
             entries.append(lo if as_int else draw(st.sampled_from([tuple, list]))((lo, hi)))

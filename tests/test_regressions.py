@@ -167,7 +167,7 @@ def test_preferred_element_type_wider_or_equal_is_accepted(method):
 
 # Issue 15: XLA:CPU aborted the process (a CHECK failure in its algebraic simplifier, where it
 # swaps convolution operands) on this call under "vjp", "dilated" and "auto", forward pass
-# included; the pullback held a group dimension XLA mishandles (docs/xla-aborts.md). Each
+# included; the pullback held a group dimension XLA mishandles (docs/xla-bugs.md). Each
 # method runs in a subprocess, so an abort fails the test instead of killing pytest. Layouts:
 # the default, PyTorch's, and a permutation whose spatial order (the kernel spec's) is W, H.
 ISSUE_15 = r"""

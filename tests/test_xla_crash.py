@@ -1,4 +1,4 @@
-"""No valid call may abort the process (issue 15; docs/xla-aborts.md).
+"""No valid call may abort the process (issue 15; docs/xla-bugs.md).
 
 XLA:CPU's convolution operand swap turns some convolutions into invalid ones and
 aborts the process. jax_tconv._operand_swap states the condition (`swap_aborts`) and
