@@ -26,7 +26,7 @@ import numpy as np
 from jax import lax
 
 import jax_tconv
-from jax_tconv._bench import SUITE, Layer, _dn, _to_nchw, layout_label
+from bench import SUITE, Layer, dimension_numbers_for, to_nchw, layout_label
 
 LARGE_STRIDE = [
     Layer("2d k32 s16 8->128 16->8", 2, (8, 8), 16, 8, (32, 32), 16, 8),
@@ -36,7 +36,7 @@ LARGE_STRIDE = [
 
 
 def _fns(layer, layout, which):
-    nd, dn = layer.nd, _dn(layer.nd, layout)
+    nd, dn = layer.nd, dimension_numbers_for(layer.nd, layout)
     if which == "auto":
         def fwd(x, w):
             return jax_tconv.conv_transpose(x, w, strides=layer.s, padding=layer.p,
@@ -87,9 +87,9 @@ def main(argv=None):
         x = jnp.asarray(rng.standard_normal((layer.batch, *layer.i, layer.c_in)), jnp.float32)
         w = jnp.asarray(rng.standard_normal((*layer.k, layer.c_out, layer.c_in)), jnp.float32)
         for layout in a.layouts.split(","):
-            xl, wl = (x, w) if layout == "nhwc" else (_to_nchw(x, layer.nd),
-                                                      _to_nchw(w, layer.nd, kernel=True))
-            dn = _dn(layer.nd, layout)
+            xl, wl = (x, w) if layout == "nhwc" else (to_nchw(x, layer.nd),
+                                                      to_nchw(w, layer.nd, kernel=True))
+            dn = dimension_numbers_for(layer.nd, layout)
             choice = jax_tconv.auto_method(xl, wl, strides=layer.s, padding=layer.p,
                                            output_padding=layer.op, dimension_numbers=dn)
             y = jax_tconv.conv_transpose(xl, wl, strides=layer.s, padding=layer.p,

@@ -15,10 +15,10 @@ if ! "$py" -c 'import jax, sys; sys.exit(jax.default_backend() != "gpu")' 2>/dev
 fi
 "$py" -c 'import jax; print(jax.devices())'
 timeout 120 "$py" -m jax_tconv                       # every method against the reference, on the GPU
-timeout 300 "$py" -m jax_tconv bench --rounds 20 --no-torch --layout both --out "$out"
-timeout 120 "$py" -m jax_tconv bench --rounds 20 --no-torch --dtype bfloat16 --layers dcgan,3d \
+timeout 300 "$py" benchmarks/bench.py --rounds 20 --no-torch --layout both --out "$out"
+timeout 120 "$py" benchmarks/bench.py --rounds 20 --no-torch --dtype bfloat16 --layers dcgan,3d \
   --out "$out/bf16"
-timeout 240 "$py" -m jax_tconv bench --models --rounds 10 --no-torch --out "$out/models"
+timeout 240 "$py" benchmarks/bench.py --models --rounds 10 --no-torch --out "$out/models"
 JAX_TCONV_TUNE_CACHE="$out/tune.json" timeout 300 "$py" benchmarks/tune_vs_auto.py --rounds 15 \
   | tee "$out/tune_vs_auto.md"
 timeout 300 "$py" benchmarks/compile_time.py --repeats 2 | tee "$out/compile_time.md"

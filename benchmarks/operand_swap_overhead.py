@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_tconv._bench import SUITE
-from jax_tconv._dilated import transpose_by_dilation
+from bench import SUITE
+from jax_tconv._dilated import dilated, transpose_by_dilation
 from jax_tconv._operand_swap import extended, extension
 from jax_tconv._phase import fast_kernel_gradient, transpose_by_phase
 from jax_tconv._spec import transpose_spec
@@ -32,8 +32,7 @@ FORMULATIONS = {
     "vjp": transpose_by_vjp,
     "dilated": transpose_by_dilation,
     "phase": transpose_by_phase,
-    "auto (dilated forward)": adjoint_derivatives(transpose_by_dilation,
-                                                  kernel_gradient=fast_kernel_gradient),
+    "auto (dilated forward)": adjoint_derivatives(dilated, kernel_gradient=fast_kernel_gradient),
 }
 
 

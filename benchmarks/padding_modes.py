@@ -4,7 +4,7 @@ A padding mode runs the zero-padding transposed convolution onto the whole
 padded output and then folds the border back in (the padding's adjoint):
 that is a few slices and adds on the border, so it should cost little more
 than 'zeros'. This script measures it on layers of the benchmark suite
-(``python -m jax_tconv bench``) that have padding, channels-last, float32:
+(``python benchmarks/bench.py``) that have padding, channels-last, float32:
 for each layer, method and mode, the median time of the forward pass and of
 ``value_and_grad`` of ``sum(y * c)`` with respect to x and w (what training
 runs), all timed round-robin (one call of each per round) so that a noisy
@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jax_tconv
-from jax_tconv._bench import SUITE  # the layers of ``python -m jax_tconv bench``
+from bench import SUITE  # the layers of ``python benchmarks/bench.py``
 
 MODES = ("zeros", "circular", "reflect", "replicate")
 DEFAULT_LAYERS = ("dcgan 16->32 128->64", "dcgan 32->64 64->3", "fcn k3s2p1op1 16->32 64->32",
@@ -95,7 +95,7 @@ def main(argv=None) -> None:
     p.add_argument("--methods", nargs="+", default=["auto"],
                    choices=["auto", *jax_tconv.METHODS])
     p.add_argument("--layers", nargs="+", default=list(DEFAULT_LAYERS),
-                   help="names of layers of the bench suite (jax_tconv/_bench.py SUITE)")
+                   help="names of layers of the bench suite (jax_tconv/_suite.py SUITE)")
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--out", type=Path, default=Path("benchmarks/padding_modes.json"))
     args = p.parse_args(argv)

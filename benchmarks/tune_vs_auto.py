@@ -1,6 +1,6 @@
 """``method="tune"`` against ``method="auto"``: forward+backward time on the benchmark suite.
 
-For every layer of ``python -m jax_tconv bench`` in both layouts (channels-last
+For every layer of ``python benchmarks/bench.py`` in both layouts (channels-last
 and PyTorch's channels-first), this script lets "tune" measure its choice once
 (into a fresh cache file unless ``JAX_TCONV_TUNE_CACHE`` is set), then times the
 two side by side, round-robin (one call of each per round), forward and
@@ -29,12 +29,12 @@ import jax.numpy as jnp
 import numpy as np
 
 import jax_tconv
-from jax_tconv._bench import SUITE, _dn, _to_nchw, layout_label
+from bench import SUITE, dimension_numbers_for, to_nchw, layout_label
 
 
 def _calls(layer, layout, method):
     kw = dict(strides=layer.s, padding=layer.p, output_padding=layer.op,
-              dimension_numbers=_dn(layer.nd, layout), method=method)
+              dimension_numbers=dimension_numbers_for(layer.nd, layout), method=method)
 
     def fwd(x, w):
         return jax_tconv.conv_transpose(x, w, **kw)
@@ -76,8 +76,8 @@ def main(argv=None):
         w = jnp.asarray(rng.standard_normal((*layer.k, layer.c_out, layer.c_in))
                         / math.sqrt(layer.c_in * math.prod(layer.k)), jnp.float32)
         for layout in a.layouts.split(","):
-            xl, wl = (x, w) if layout == "nhwc" else (_to_nchw(x, layer.nd),
-                                                      _to_nchw(w, layer.nd, kernel=True))
+            xl, wl = (x, w) if layout == "nhwc" else (to_nchw(x, layer.nd),
+                                                      to_nchw(w, layer.nd, kernel=True))
             fa, fba, kw = _calls(layer, layout, "auto")
             ft, fbt, _ = _calls(layer, layout, "tune")
             cot = jnp.ones(fa(xl, wl).shape, jnp.float32)

@@ -36,7 +36,7 @@ from jax_tconv.reference import conv_transpose_reference_vjp as conv_transpose_r
 if TYPE_CHECKING:
     from jax_tconv import nn as nn
 
-__version__ = "0.1.0"
+from jax_tconv._version import __version__ as __version__
 
 __all__ = [
     "METHODS",

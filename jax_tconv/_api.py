@@ -1,22 +1,15 @@
-"""`conv_transpose`: validate once into a `Spec`, then run one formulation on it."""
+"""The public functions: validate once into a `Spec` (errors name the function called),
+then hand it to a strategy (`jax_tconv._strategy`) or to the tuner (`jax_tconv._tune`)."""
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from jax_tconv import _checks, _sharding
+from jax_tconv import _checks, _sharding, _strategy, _tune
 from jax_tconv._checks import METHODS
-from jax_tconv._dilated import dilated, transpose_by_dilation
-from jax_tconv._layout import channels_last
-from jax_tconv._matmul import transpose_by_matmul
-from jax_tconv._padding_mode import with_padding_mode
-from jax_tconv._phase import fast_kernel_gradient, transpose_by_phase
-from jax_tconv._phase import plan as phase_plan
-from jax_tconv._spec import Spec, transpose_spec
-from jax_tconv._vjp import adjoint_derivatives, transpose_by_vjp
+from jax_tconv._spec import Spec, shaped, transpose_spec
+from jax_tconv._strategy import AutoChoice
 from jax_tconv.typing import (
     ArrayLike,
     DimensionNumbers,
@@ -27,76 +20,6 @@ from jax_tconv.typing import (
 )
 
 __all__ = ["METHODS", "AutoChoice", "apply", "auto_method", "conv_transpose"]
-
-# Each formulation is jitted with the spec static: eager calls reuse one
-# compiled program per configuration, and inside a user's jit it inlines.
-# Padding modes other than 'zeros' (`_padding_mode`): "matmul" builds the mode
-# into its matrix; the others run on the uncropped output and then apply the
-# padding's adjoint, "vjp" by `jax.vjp` of the padding, the rest by the fold.
-_FORMULATIONS = {
-    "vjp": jax.jit(with_padding_mode(transpose_by_vjp, adjoint="vjp"), static_argnums=2),
-    "matmul": jax.jit(transpose_by_matmul, static_argnums=2),
-    "dilated": jax.jit(with_padding_mode(transpose_by_dilation), static_argnums=2),
-    "phase": jax.jit(with_padding_mode(transpose_by_phase), static_argnums=2),
-}
-# "auto": the fastest forward for the configuration, differentiated like "phase".
-_AUTO_FORWARDS = {
-    "dilated": jax.jit(with_padding_mode(adjoint_derivatives(
-        dilated, kernel_gradient=fast_kernel_gradient)), static_argnums=2),
-    "phase": _FORMULATIONS["phase"],
-    "vjp": _FORMULATIONS["vjp"],
-}
-
-
-class AutoChoice(NamedTuple):
-    """What ``method="auto"`` runs for one configuration, and why.
-
-    ``channels_last`` is True when "auto" runs the user's layout through its
-    channels-last form (x, w and y transposed around the formulation).
-    """
-
-    method: str
-    reason: str
-    channels_last: bool = False
-
-
-def _auto(spec: Spec, backend: str | None = None) -> AutoChoice:
-    """The strategy: a pure function of the configuration and the backend.
-
-    On CPU the layout is canonicalised first (`channels_last`), so the choice,
-    made on the channels-last form, is the same for every `dimension_numbers`
-    permutation of one geometry. The table was measured with
-    ``python -m jax_tconv bench`` (docs/performance.md). With a padding mode
-    other than 'zeros' the choice is the one for the uncropped transposed
-    convolution that the formulations run before folding the border back.
-    """
-    if spec.padding_mode != "zeros":
-        choice = _auto(spec.uncropped, backend)
-        return choice._replace(reason=choice.reason + f"; then the adjoint of the "
-                               f"{spec.padding_mode!r} padding folds the border back in")
-    backend = backend or jax.default_backend()
-    if backend == "cpu":
-        cl = channels_last(spec)
-        choice = _auto_channels_last(cl.spec)
-        if cl.is_identity:
-            return choice
-        return AutoChoice(choice.method, choice.reason + "; run channels-last (x, w and y "
-                          "transposed), since XLA:CPU runs channels-first convolutions up to "
-                          "100x slower", True)
-    return AutoChoice("vjp", f"on {backend}, XLA lowers the VJP to the accelerator library's "
-                             f"backward-data convolution (not yet measured here)")
-
-
-def _auto_channels_last(spec: Spec) -> AutoChoice:
-    """XLA:CPU's table for a channels-last spec."""
-    if spec.num_spatial >= 3:
-        return AutoChoice("phase", "XLA:CPU runs input-dilated 3-D convolutions (behind "
-                                   "'vjp' and 'dilated') about 40x slower than the phase "
-                                   "decomposition's stride-1 convolutions")
-    if phase_plan(spec).form == "products":
-        return AutoChoice("phase", "a small input with many channels: the phase "
-                                   "decomposition is one matrix product")
-    return AutoChoice("dilated", "XLA:CPU folds the zero insertion into its 1-D/2-D convolution")
 
 
 def auto_method(x: ArrayLike, w: ArrayLike, *, strides: IntOrSequence = 1,
@@ -126,15 +49,11 @@ def auto_method(x: ArrayLike, w: ArrayLike, *, strides: IntOrSequence = 1,
       'phase'
     """
     spec = transpose_spec(
-        "auto_method", _shaped(x), _shaped(w), strides=strides, padding=padding,
+        "auto_method", shaped(x), shaped(w), strides=strides, padding=padding,
         padding_mode=padding_mode, output_padding=output_padding, output_shape=output_shape,
         dilation=dilation, groups=groups, dimension_numbers=dimension_numbers, precision=precision,
         preferred_element_type=preferred_element_type)
-    return _auto(spec, backend)
-
-
-def _shaped(a):
-    return a if isinstance(a, jax.ShapeDtypeStruct) else jnp.asarray(a)
+    return _strategy.auto(spec, backend)
 
 
 def apply(method: str, x: jax.Array, w: jax.Array, spec: Spec, *,
@@ -144,23 +63,11 @@ def apply(method: str, x: jax.Array, w: jax.Array, spec: Spec, *,
     Under a mesh with explicit axes, y is sharded by `_sharding.output_spec`;
     errors about layouts name `fn`.
     """
-    return _sharding.partitioned(fn, lambda x, w, spec: _apply(method, x, w, spec), x, w, spec)
-
-
-def _apply(method: str, x: jax.Array, w: jax.Array, spec: Spec) -> jax.Array:
     if method == "tune":
-        from jax_tconv import _tune  # imports this module
-
-        return _tune.apply(x, w, spec)
-    if method != "auto":
-        return _FORMULATIONS[method](x, w, spec)
-    choice = _auto(spec)
-    if not choice.channels_last:
-        return _AUTO_FORWARDS[choice.method](x, w, spec)
-    cl = channels_last(spec)
-    y = _AUTO_FORWARDS[choice.method](jnp.transpose(x, cl.x_perm), jnp.transpose(w, cl.w_perm),
-                                      cl.spec)
-    return jnp.transpose(y, cl.y_perm)
+        return _sharding.partitioned(fn, lambda x, w, spec: _tune.apply(x, w, spec, fn=fn), x, w,
+                                     spec)
+    return _sharding.partitioned(fn, lambda x, w, spec: _strategy.run(method, x, w, spec), x, w,
+                                 spec)
 
 
 def transpose(fn: str, method: str, x: ArrayLike, w: ArrayLike, **options) -> jax.Array:

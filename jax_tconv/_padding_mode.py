@@ -39,7 +39,7 @@ from jax import lax
 
 from jax_tconv._safe_conv import crop, zero_pad
 from jax_tconv._spec import Pairs, Spec
-from jax_tconv._vjp import _vary, _varying
+from jax_tconv._sharding import vary, varying
 
 def pad(y: jax.Array, axes, pads: Pairs, mode: str) -> jax.Array:
     """`y` padded along `axes` by ``(lo, hi)`` each, with values of `y` (mode != 'zeros').
@@ -66,7 +66,7 @@ def _pad_axis(y, axis, lo, hi, mode):
         left = jnp.repeat(_part(y, axis, 0, 1), lo, axis=axis)
         right = jnp.repeat(_part(y, axis, o - 1, o), hi, axis=axis)
     else:
-        raise ValueError(f"pad: no padding_mode {mode!r}")
+        raise ValueError(f"padding_mode {mode!r}: expected 'circular', 'reflect' or 'replicate'")
     return lax.concatenate([p for p in (left, y, right) if p.shape[axis]], axis)
 
 
@@ -98,7 +98,7 @@ def _fold_axis(z, axis, lo, hi, mode):
         terms = [(jnp.sum(left, axis, keepdims=True), 0),
                  (jnp.sum(right, axis, keepdims=True), o - 1)]
     else:
-        raise ValueError(f"fold: no adjoint for padding_mode {mode!r}")
+        raise ValueError(f"padding_mode {mode!r}: expected 'circular', 'reflect' or 'replicate'")
     # (part, first position it adds onto); empty parts (a side without padding) drop out.
     terms = sorted((t for t in terms if t[0].shape[axis]), key=lambda t: t[1])
     if not terms:
@@ -128,7 +128,7 @@ def _zeros_like_along(a, axis, n):
 def unpad(z: jax.Array, spec: Spec) -> jax.Array:
     """The adjoint of the padding by definition: `jax.vjp` of `pad` at the cotangent `z`."""
     axes, pads, mode = spec.dn.lhs_spec[2:], spec.forward_padding, spec.padding_mode
-    y0 = _vary(jnp.zeros(spec.out_shape, z.dtype), _varying(z))  # shard_map: vary as z does
+    y0 = vary(jnp.zeros(spec.out_shape, z.dtype), varying(z))  # shard_map: vary as z does
     _, pullback = jax.vjp(lambda y: pad(y, axes, pads, mode), y0)
     return pullback(z)[0]
 

@@ -175,7 +175,8 @@ def kernel_gradient(g, x, spec: Spec):
                             for j, (st, dp) in enumerate(zip(starts, p.dims))})
         gs = crop(gc, {2 + 2 * j: (phi, dp.s - 1 - phi) for j, (phi, dp) in
                        enumerate(zip(phases, p.dims))})
-        gs = gs.reshape(*(v for ax, v in enumerate(gs.shape) if ax not in range(2, 2 + 2 * n, 2)))
+        phase_axes = range(2, 2 + 2 * n, 2)   # each now of size 1
+        gs = gs.reshape(*(v for ax, v in enumerate(gs.shape) if ax not in phase_axes))
         taps.append(jnp.einsum(x_slice, [0, *range(1, n + 1), n + 1, n + 2],
                                gs, [0, *range(1, n + 1), n + 1, n + 3], [n + 1, n + 3, n + 2],
                                precision=spec.precision,

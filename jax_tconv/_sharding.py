@@ -34,6 +34,7 @@ import math
 from collections.abc import Callable
 
 import jax
+from jax import lax
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -187,3 +188,17 @@ def _names(entry) -> tuple[str, ...]:
 def _unsplit(entries: list[tuple[str, ...]], dims) -> P:
     """`entries` as a PartitionSpec, with the dimensions `dims` not split."""
     return P(*_spec_entries([() if a in dims else names for a, names in enumerate(entries)]))
+
+
+# Under jax.shard_map every value has a type that says over which mesh axes it varies,
+# and a cotangent must match its primal's. The stand-in primals of the VJPs and
+# transposes of the formulations are made to vary as the values they stand for;
+# outside shard_map both helpers are no-ops.
+def varying(*arrays) -> frozenset:
+    """The mesh axes over which any of `arrays` varies (empty outside shard_map)."""
+    return frozenset().union(*(jax.typeof(a).manual_axis_type.varying for a in arrays))
+
+
+def vary(a, axes):
+    """`a`, marked as varying over `axes` as well."""
+    return lax.pcast(a, tuple(sorted(axes - varying(a))), to="varying")

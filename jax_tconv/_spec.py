@@ -28,12 +28,40 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
 from jax_tconv import _checks
 
 Pairs = tuple[tuple[int, int], ...]
+
+def forward_padding(padding: Pairs, strides: Sequence[int],
+                    output_padding: Sequence[int]) -> Pairs:
+    """The forward conv's padding, for which its output is exactly the transposed conv's input.
+
+    ``(lo, hi - s * (op // s))`` per dimension: where the output padding
+    reaches a stride (possible when d > s), the forward conv of the padded
+    size sees ``op // s`` extra output rows, and trimming ``hi`` by ``s`` for
+    each one removes them without touching the taps of the others.
+    """
+    return tuple((lo, hi - s * (op // s))
+                 for (lo, hi), s, op in zip(padding, strides, output_padding))
+
+
+def maybe_broadcast(value: Any, n: int) -> tuple[int, ...]:
+    """Flax's reading of a per-dimension option: None is 1, an int is one per dimension."""
+    if value is None:
+        return (1,) * n
+    if isinstance(value, int):
+        return (value,) * n
+    return tuple(value)
+
+
+def shaped(a: Any) -> Any:
+    """`a` as an array, or as it is if it is a `jax.ShapeDtypeStruct` (only its shape is read)."""
+    return a if isinstance(a, jax.ShapeDtypeStruct) else jnp.asarray(a)
+
 
 def default_dimension_numbers(num_spatial: int) -> tuple[str, str, str]:
     """Channels-last specs for `num_spatial` dims: ('NHWC', 'HWIO', 'NHWC') in 2-D."""
@@ -98,10 +126,7 @@ class Spec:
         then sees op // s extra output rows, and trimming hi by s for each one
         removes them without touching the taps of the others.
         """
-        return tuple(
-            (lo, hi - s * (op // s))
-            for (lo, hi), s, op in zip(self.padding, self.strides, self.output_padding)
-        )
+        return forward_padding(self.padding, self.strides, self.output_padding)
 
     @property
     def uncropped(self) -> Spec:
@@ -147,7 +172,7 @@ def _pairs(pads) -> Pairs:
     return tuple((int(lo), int(hi)) for lo, hi in pads)
 
 
-def _padding_pairs(fn: str, padding: Any, n: int, *, negative_ok: bool = False) -> Pairs | str:
+def padding_pairs(fn: str, padding: Any, n: int, *, negative_ok: bool = False) -> Pairs | str:
     """'SAME'/'VALID' (upper-cased), or one (lo, hi) per dimension (>= 0 unless negative_ok)."""
     if isinstance(padding, str):
         mode = padding.upper()
@@ -314,7 +339,7 @@ def conv_spec(fn, x, w, *, strides, padding, dilation, groups, dimension_numbers
         )
     size = tuple(x.shape[a] for a in dn.lhs_spec[2:])
     k = tuple(w.shape[a] for a in dn.rhs_spec[2:])
-    pad = _padding_pairs(fn, padding, n, negative_ok=True)  # as lax: negative crops
+    pad = padding_pairs(fn, padding, n, negative_ok=True)  # as lax: negative crops
     eff_k = tuple(dj * (kj - 1) + 1 for dj, kj in zip(d, k))
     if isinstance(pad, str):
         pad = _pairs(lax.padtype_to_pads(size, eff_k, s, pad))
@@ -381,7 +406,7 @@ def transpose_spec(fn, x, w, *, strides, padding, output_padding, output_shape, 
                 f"output_padding={output_padding!r} and output_shape={output_shape!r})."
             )
         target = _output_shape(fn, output_shape, n, dn, batch, c_out)
-    given = _padding_pairs(fn, padding, n)
+    given = padding_pairs(fn, padding, n)
     if given == "SAME":
         if any(op):
             raise ValueError(

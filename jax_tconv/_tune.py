@@ -47,9 +47,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_tconv import _api
+from jax_tconv import _strategy
 from jax_tconv._layout import channels_last
-from jax_tconv._spec import Spec, transpose_spec
+from jax_tconv._spec import Spec, shaped, transpose_spec
+from jax_tconv._version import __version__
 from jax_tconv.typing import (
     ArrayLike,
     DimensionNumbers,
@@ -144,29 +145,6 @@ def candidates(spec: Spec) -> tuple[str, ...]:
     return BASE_CANDIDATES + CHANNELS_LAST_CANDIDATES
 
 
-def run(name: str, x: jax.Array, w: jax.Array, spec: Spec) -> jax.Array:
-    """Run candidate `name` (one of `ALL_CANDIDATES`) on a checked spec."""
-    if name == "auto":
-        return _api.apply("auto", x, w, spec)
-    base, _, layout = name.partition("+")
-    formulation = _api._FORMULATIONS[base]
-    if not layout:
-        return formulation(x, w, spec)
-    cl = channels_last(spec)
-    y = formulation(jnp.transpose(x, cl.x_perm), jnp.transpose(w, cl.w_perm), cl.spec)
-    return jnp.transpose(y, cl.y_perm)
-
-
-def _same_as(name: str, spec: Spec) -> str | None:
-    """The candidate whose program `name` runs too, if any ("auto" often is one)."""
-    if name != "auto":
-        return None
-    choice = _api._auto(spec)
-    if _api._AUTO_FORWARDS[choice.method] is not _api._FORMULATIONS.get(choice.method):
-        return None
-    return choice.method + ("+cl" if choice.channels_last else "")
-
-
 def _matmul_bytes(spec: Spec, dtype: np.dtype) -> int:
     """Bytes of the per-example dense matrix C that "matmul" builds."""
     rows = math.prod(spec.in_shape) // spec.in_shape[spec.dn.out_spec[0]]
@@ -178,12 +156,15 @@ def _matmul_bytes(spec: Spec, dtype: np.dtype) -> int:
 # Measuring.
 
 
-def measure(spec: Spec, dtype: np.dtype, *, rounds: int | None = None) -> Entry:
+def measure(spec: Spec, dtype: np.dtype, *, rounds: int | None = None,
+            fn: str = "tune_choice") -> Entry:
     """Time every candidate on random arrays of `spec`'s shapes; a cache entry.
 
     Runs on a worker thread, outside any trace of the caller. Every candidate
     is compiled and run once (a candidate that raises, or whose result is not
-    finite, is recorded as failed), then the working ones are timed
+    finite, is recorded as failed; one whose values stray from the median of
+    all candidates' is dropped with a `RuntimeWarning` that names `fn`, the
+    function the user called: `disagreements`), then the working ones are timed
     round-robin, `rounds` (default `ROUNDS`) calls each, forward+backward and
     forward, so that a noisy neighbour slows all of them alike. The choice is
     the working candidate with the smallest median forward+backward time,
@@ -194,7 +175,7 @@ def measure(spec: Spec, dtype: np.dtype, *, rounds: int | None = None) -> Entry:
       RuntimeError: no candidate runs this configuration.
     """
     n = ROUNDS if rounds is None else rounds
-    return _outside_traces(lambda: _measure(spec, np.dtype(dtype), n))
+    return _outside_traces(lambda: _measure(spec, np.dtype(dtype), n, fn))
 
 
 def _outside_traces(fn: Callable[[], _T]) -> _T:
@@ -228,7 +209,7 @@ def _time(call: Callable[[], Any]) -> float:
     return time.perf_counter() - t0
 
 
-def _measure(spec: Spec, dtype: np.dtype, rounds: int) -> Entry:
+def _measure(spec: Spec, dtype: np.dtype, rounds: int, fn: str) -> Entry:
     t_start = time.perf_counter()
     rng = np.random.default_rng(0)
     out_dtype = np.dtype(spec.preferred_element_type or dtype)
@@ -241,7 +222,7 @@ def _measure(spec: Spec, dtype: np.dtype, rounds: int) -> Entry:
     calls: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {}
     results: dict[str, list[np.ndarray]] = {}
     for name in candidates(spec):
-        same = _same_as(name, spec)
+        same = _strategy.same_program(name, spec)
         if same is not None:
             timings[name] = Timing(None, None, f"same as {same}")
             continue
@@ -250,7 +231,7 @@ def _measure(spec: Spec, dtype: np.dtype, rounds: int) -> Entry:
                                                f"{_matmul_bytes(spec, dtype):,} bytes, over "
                                                f"MATMUL_TUNE_BYTES = {MATMUL_TUNE_BYTES:,}")
             continue
-        fwd = jax.jit(functools.partial(run, name, spec=spec))
+        fwd = jax.jit(functools.partial(_strategy.run, name, spec=spec))
         fwd_bwd = jax.jit(jax.value_and_grad(_loss(name, spec), argnums=(0, 1)))
         pair: tuple[Callable[[], Any], Callable[[], Any]] = (
             functools.partial(fwd, x, w), functools.partial(fwd_bwd, x, w, c))
@@ -266,7 +247,7 @@ def _measure(spec: Spec, dtype: np.dtype, rounds: int) -> Entry:
             continue
         calls[name], results[name] = pair, values
     for name, error in disagreements(results).items():
-        warnings.warn(f"jax_tconv tune: method='tune' dropped the candidate {name!r}: its "
+        warnings.warn(f"{fn}: method='tune' dropped the candidate {name!r}: its "
                       f"result disagrees with the other candidates' ({error}) on the measurement "
                       f"inputs of this configuration ({spec}). It is never picked; please "
                       f"report it with this message.", RuntimeWarning, stacklevel=2)
@@ -274,7 +255,7 @@ def _measure(spec: Spec, dtype: np.dtype, rounds: int) -> Entry:
         del calls[name]
     if not calls:
         raise RuntimeError(
-            f"conv_transpose: method='tune' found no strategy that runs this configuration "
+            f"{fn}: method='tune' found no strategy that runs this configuration "
             f"({spec}): " + "; ".join(f"{n}: {t.note}" for n, t in timings.items()))
 
     seconds: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in calls}
@@ -285,7 +266,7 @@ def _measure(spec: Spec, dtype: np.dtype, rounds: int) -> Entry:
     fwd_bwd_ms = {n: 1e3 * statistics.median(s[1]) for n, s in seconds.items()}
     for name, (fwd_s, _) in seconds.items():
         timings[name] = Timing(fwd_bwd_ms[name], 1e3 * statistics.median(fwd_s))
-    choice = pick(fwd_bwd_ms, candidates(spec), _same_as("auto", spec) or "auto")
+    choice = pick(fwd_bwd_ms, candidates(spec), _strategy.same_program("auto", spec) or "auto")
     return {
         "choice": choice,
         "candidates": {n: t._asdict() for n, t in timings.items()},
@@ -336,7 +317,7 @@ def pick(ms: Mapping[str, float], order: Sequence[str], auto: str) -> str:
 
 def _loss(name: str, spec: Spec) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array]:
     def loss(x: jax.Array, w: jax.Array, c: jax.Array) -> jax.Array:
-        return jnp.real(jnp.sum(run(name, x, w, spec) * c))
+        return jnp.real(jnp.sum(_strategy.run(name, x, w, spec) * c))
     return loss
 
 
@@ -361,7 +342,6 @@ def _device_kind(backend: str) -> str:
 @functools.lru_cache(maxsize=1024)
 def cache_key(spec: Spec, dtype: str, backend: str) -> str:
     """The configuration as one readable string: everything the timings depend on."""
-    from jax_tconv import __version__
 
     pet = spec.preferred_element_type
     if pet is not None:  # jnp.float32 and np.dtype('float32') are one configuration
@@ -458,7 +438,7 @@ def _write(path: pathlib.Path, new: dict[str, Entry]) -> dict[str, Entry]:
 
 
 def lookup(spec: Spec, dtype: Any, *, refresh: bool = False,
-           rounds: int | None = None) -> tuple[str, Entry, bool]:
+           rounds: int | None = None, fn: str = "tune_choice") -> tuple[str, Entry, bool]:
     """``(key, entry, measured)`` for `spec`: from memory, else the file, else `measure`."""
     key = cache_key(spec, np.dtype(dtype).name, jax.default_backend())
     path = cache_path()
@@ -473,7 +453,7 @@ def lookup(spec: Spec, dtype: Any, *, refresh: bool = False,
             entries.update(_read(path, warn=False))
             if key in entries:
                 return key, entries[key], False
-        entry = measure(spec, np.dtype(dtype), rounds=rounds)
+        entry = measure(spec, np.dtype(dtype), rounds=rounds, fn=fn)
         entries[key] = entry
         try:
             _MEMORY[str(path)] = {**_write(path, {key: entry}), **entries}
@@ -484,10 +464,10 @@ def lookup(spec: Spec, dtype: Any, *, refresh: bool = False,
         return key, entry, True
 
 
-def apply(x: jax.Array, w: jax.Array, spec: Spec) -> jax.Array:
+def apply(x: jax.Array, w: jax.Array, spec: Spec, *, fn: str = "conv_transpose") -> jax.Array:
     """``method="tune"``: run the cached choice for this configuration (measuring on a miss)."""
-    _, entry, _ = lookup(spec, x.dtype)
-    return run(entry["choice"], x, w, spec)
+    _, entry, _ = lookup(spec, x.dtype, fn=fn)
+    return _strategy.run(entry["choice"], x, w, spec)
 
 
 # ----------------------------------------------------------------------------
@@ -524,7 +504,7 @@ def tune_choice(x: ArrayLike, w: ArrayLike, *, strides: IntOrSequence = 1,
       >>> choice.method in choice.timings                              # doctest: +SKIP
       True
     """
-    x_, w_ = _api._shaped(x), _api._shaped(w)
+    x_, w_ = shaped(x), shaped(w)
     spec = transpose_spec(
         "tune_choice", x_, w_, strides=strides, padding=padding, padding_mode=padding_mode,
         output_padding=output_padding, output_shape=output_shape, dilation=dilation,
@@ -549,7 +529,10 @@ def _as_choice(key: str, entry: Entry, measured: bool) -> TuneChoice:
 
 def tune_layers(layers: Sequence[Any], *, dtype: Any = jnp.float32, rounds: int | None = None,
                 refresh: bool = False, print_fn: Callable[[str], None] = print) -> list[TuneChoice]:
-    """Tune each `jax_tconv._bench.Layer` (channels-last, as the bench builds it); print a table."""
+    """Tune each `jax_tconv._suite.Layer` (channels-last, as the benchmark builds it).
+
+    Prints a table of the choices and the cache's path.
+    """
     results = []
     for layer in layers:
         x = jax.ShapeDtypeStruct((layer.batch, *layer.i, layer.c_in), dtype)

@@ -30,6 +30,7 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
 from jax_tconv._operand_swap import avoid_operand_swap
+from jax_tconv._sharding import vary, varying
 from jax_tconv._safe_conv import conv
 from jax_tconv._spec import Spec
 
@@ -83,32 +84,18 @@ def pullback(x, w, spec: Spec):
         # dtype; the up-cast is exact, so the products are exactly those of
         # lax's own mixed-precision path and they accumulate in `pet`.
         x, w = x.astype(pet), w.astype(pet)
-    axes = _varying(x, w)
-    y0 = _vary(jnp.zeros(spec.out_shape, x.dtype), axes)
+    axes = varying(x, w)
+    y0 = vary(jnp.zeros(spec.out_shape, x.dtype), axes)
     _, vjp_fn = jax.vjp(lambda y: forward_conv(y, w, spec), y0)
-    (y,) = vjp_fn(_vary(x, axes))
+    (y,) = vjp_fn(vary(x, axes))
     return y
-
-
-# Under jax.shard_map every value has a type that says over which mesh axes it varies,
-# and a cotangent must match its primal's. The stand-in primals of the VJPs and
-# transposes here are made to vary as the values they stand for; outside shard_map
-# both helpers are no-ops.
-def _varying(*arrays) -> frozenset:
-    """The mesh axes over which any of `arrays` varies (empty outside shard_map)."""
-    return frozenset().union(*(jax.typeof(a).manual_axis_type.varying for a in arrays))
-
-
-def _vary(a, axes):
-    """`a`, marked as varying over `axes` as well."""
-    return lax.pcast(a, tuple(sorted(axes - _varying(a))), to="varying")
 
 
 def conv_kernel_gradient(g, x, spec: Spec):
     """∂/∂w <T(x, w), g> = ∂/∂w <C_w(g), x>: the kernel VJP of the forward conv at (g, x)."""
-    axes = _varying(g, x)   # the local (per-device) gradient varies as g and x do
-    w_like = _vary(jnp.zeros(spec.kernel_shape, x.dtype), axes)
-    return jax.linear_transpose(lambda w: forward_conv(g, w, spec), w_like)(_vary(x, axes))[0]
+    axes = varying(g, x)   # the local (per-device) gradient varies as g and x do
+    w_like = vary(jnp.zeros(spec.kernel_shape, x.dtype), axes)
+    return jax.linear_transpose(lambda w: forward_conv(g, w, spec), w_like)(vary(x, axes))[0]
 
 
 def kernel_tangent(x, dw, spec: Spec, kernel_gradient=conv_kernel_gradient):
@@ -116,15 +103,15 @@ def kernel_tangent(x, dw, spec: Spec, kernel_gradient=conv_kernel_gradient):
     pet = spec.preferred_element_type
     if pet is not None and jnp.dtype(pet) != x.dtype:
         x, dw = x.astype(pet), dw.astype(pet)
-    y_like = _vary(jnp.zeros(spec.out_shape, x.dtype), _varying(x, dw))
-    w_axes = _varying(dw)
+    y_like = vary(jnp.zeros(spec.out_shape, x.dtype), varying(x, dw))
+    w_axes = varying(dw)
 
     def gradient(g):
         # A kernel the same on every device (w_axes lacks an axis g or x varies over)
         # gets the sum of the per-device gradients, as JAX gives any replicated input.
         dw_g = kernel_gradient(g, x, spec)
-        summed = tuple(sorted(_varying(dw_g) - w_axes))
-        return _vary(lax.psum(dw_g, summed) if summed else dw_g, w_axes)
+        summed = tuple(sorted(varying(dw_g) - w_axes))
+        return vary(lax.psum(dw_g, summed) if summed else dw_g, w_axes)
 
     return jax.linear_transpose(gradient, y_like)(dw)[0]
 

@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from jax_tconv._spec import maybe_broadcast
 from jax_tconv.typing import ArrayLike
 
 __all__ = ["from_equinox", "from_flax", "from_torch", "load_params", "to_torch"]
@@ -181,14 +182,6 @@ def load_params(layer: Any, params: Any) -> None:
 # Flax's ConvTranspose.
 
 
-def _broadcast(value, n):
-    if value is None:
-        return (1,) * n
-    if isinstance(value, int):
-        return (value,) * n
-    return tuple(value)
-
-
 def _flax_pads(padding, k_eff, s, n) -> list[tuple[int, int]]:
     """The ``(a, b)`` padding lax.conv_transpose applies to the stride-dilated input."""
     if isinstance(padding, str):
@@ -275,13 +268,13 @@ def from_flax(module: Any, *, params: Mapping[str, ArrayLike] | None = None,
         )
     k = (module.kernel_size,) if isinstance(module.kernel_size, int) else tuple(module.kernel_size)
     n = len(k)
-    s, d = _broadcast(module.strides, n), _broadcast(module.kernel_dilation, n)
+    s, d = maybe_broadcast(module.strides, n), maybe_broadcast(module.kernel_dilation, n)
     kernel = _flax_kernel(module, kernel, n)
     if module.padding == "CIRCULAR":
         padding, output_padding = _flax_circular(k, s, d, module.transpose_kernel)
         mode = "circular"
     else:
-        padding, output_padding = _flax_padding(module.padding, k, s, d)
+        padding, output_padding = _from_flax_padding(module.padding, k, s, d)
         mode = "zeros"
 
     kwargs: dict[str, Any] = dict(
@@ -321,7 +314,7 @@ def _flax_kernel(module, kernel: np.ndarray, n: int) -> np.ndarray:
     return np.ascontiguousarray(kernel)
 
 
-def _flax_padding(padding, k, s, d) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
+def _from_flax_padding(padding, k, s, d) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
     """Step 3: lax.conv_transpose's ``(a, b)`` as jax_tconv's padding and output padding."""
     k_eff = tuple(dj * (kj - 1) + 1 for kj, dj in zip(k, d))
     return _from_dilated_padding("from_flax", f"padding {padding!r} gives lax.conv_transpose",

@@ -3,12 +3,16 @@
 import importlib.util
 import json
 import math
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "benchmarks"))  # run from a clone
+import bench as _bench  # noqa: E402
+import bench_models as _bench_models  # noqa: E402
 
 import numpy as np
 import pytest
 
-from jax_tconv import __main__ as cli
-from jax_tconv import _bench, _bench_models
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
@@ -20,13 +24,13 @@ def small_peak(monkeypatch):
 
 
 def test_layout_and_models_flags_parse_with_their_defaults():
-    parser, bench = cli.build_parsers()
-    args = parser.parse_args(["bench"])
+    bench = _bench.build_parser()
+    args = bench.parse_args([])
     assert args.layout == "both" and args.models is False
-    args = parser.parse_args(["bench", "--layout", "nchw", "--models"])
+    args = bench.parse_args(["--layout", "nchw", "--models"])
     assert args.layout == "nchw" and args.models is True
     with pytest.raises(SystemExit):
-        parser.parse_args(["bench", "--layout", "nchwc"])
+        bench.parse_args(["--layout", "nchwc"])
     text = " ".join(bench.format_help().split())
     assert "--layout {nhwc,nchw,both}" in text and "(default: both)" in text
     assert "--models" in text and "training step" in text
@@ -34,7 +38,7 @@ def test_layout_and_models_flags_parse_with_their_defaults():
 
 
 def test_a_tiny_run_writes_rows_for_both_layouts(tmp_path, small_peak, capsys):
-    assert cli.main(["bench", "--layers", "1d k4s2", "--rounds", "1", "--layout", "both",
+    assert _bench.main(["--layers", "1d k4s2", "--rounds", "1", "--layout", "both",
                      "--no-torch", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert _bench.FLAX_NOTE in out and "matmul peak" in out
@@ -122,7 +126,7 @@ def test_a_wrong_contestant_stops_the_model_run():
 
 def test_the_model_run_writes_its_tables(tmp_path, small_peak, monkeypatch):
     monkeypatch.setattr(_bench_models, "suite", lambda: _bench_models.tiny_suite())
-    assert cli.main(["bench", "--models", "--layers", "vocoder", "--rounds", "1", "--no-torch",
+    assert _bench.main(["--models", "--layers", "vocoder", "--rounds", "1", "--no-torch",
                      "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "models.json").read_text())
     assert {(r["name"], r["layout"]) for r in rows} == {
@@ -133,4 +137,4 @@ def test_the_model_run_writes_its_tables(tmp_path, small_peak, monkeypatch):
     for needle in ("auto NHWC ms (% of peak)", "lax NHWC / auto NCHW", "auto NCHW temp MiB",
                    "lax NHWC compile s", "loss / grad rel. diff", "1-D vocoder upsampler"):
         assert needle in text, needle
-    assert cli.main(["bench", "--models", "--dtype", "bfloat16"]) == 2
+    assert _bench.main(["--models", "--dtype", "bfloat16"]) == 2

@@ -1,7 +1,7 @@
 """"auto" cannot be wrong about layout: one geometry in every `dimension_numbers`
 permutation gets the same strategy and the same values and gradients.
 
-The strategy is a pure function of the spec (`_api._auto`); on CPU it is decided on the
+The strategy is a pure function of the spec (`_strategy.auto`); on CPU it is decided on the
 channels-last form, so the choice cannot depend on the memory order. Values are checked
 against the channels-last call, itself checked against the NumPy reference elsewhere.
 """

@@ -1,6 +1,8 @@
-"""The command line: the self-check fails when a method is wrong; the bench writes its reports."""
+"""The command lines: the self-check fails when a method is wrong; the bench (benchmarks/bench.py)
+writes its reports, and ``python -m jax_tconv bench`` says where it went."""
 
 import math
+import pathlib
 import platform
 import sys
 
@@ -10,7 +12,10 @@ import numpy as np
 
 import jax_tconv
 from jax_tconv import __main__ as cli
-from jax_tconv import _api, _bench
+from jax_tconv import _strategy
+
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "benchmarks"))  # run from a clone
+import bench as _bench  # noqa: E402
 
 
 def test_self_check_passes_for_one_method(capsys):
@@ -23,10 +28,10 @@ def test_self_check_passes_for_one_method(capsys):
 
 
 def test_self_check_fails_when_a_method_is_wrong(monkeypatch, capsys):
-    wrong = dict(_api._FORMULATIONS)
+    wrong = dict(_strategy.FORMULATIONS)
     right = wrong["dilated"]
     wrong["dilated"] = lambda x, w, spec: right(x, w, spec) * 1.001
-    monkeypatch.setattr(_api, "_FORMULATIONS", wrong)
+    monkeypatch.setattr(_strategy, "FORMULATIONS", wrong)
     assert cli.main(["--method", "dilated"]) == 1
     assert "MISMATCH" in capsys.readouterr().out
 
@@ -86,12 +91,12 @@ def test_bench_layer_macs_count_useful_work():
 
 
 def test_bench_list(capsys):
-    assert cli.main(["bench", "--list"]) == 0
+    assert _bench.main(["--list"]) == 0
     assert "dcgan 4->8 512->256" in capsys.readouterr().out
 
 
 def test_bench_help_names_every_default_and_the_files():
-    parser, bench = cli.build_parsers()
+    bench = _bench.build_parser()
     text = bench.format_help()
     assert "time, round-robin" in text.lower()                    # a description
     for action in bench._actions:
@@ -104,7 +109,13 @@ def test_bench_help_names_every_default_and_the_files():
         assert any(a.option_strings == [flag] and a.default == default for a in bench._actions)
     for name in ("bench.md", "bench.json", "bench.png", "models.md", "models.json"):
         assert f"OUT/{name}" in text, name
-    assert "bench" in parser.format_help()
+    assert "benchmarks/bench.py" in cli.build_parser().format_help()
+
+
+def test_the_old_bench_command_says_where_the_benchmark_went(capsys):
+    assert cli.main(["bench", "--layout", "both", "--rounds", "7"]) == 2
+    err = capsys.readouterr().err
+    assert "no longer part of the installed package" in err and "benchmarks/bench.py" in err
 
 
 def test_bench_says_when_torch_is_missing(monkeypatch):

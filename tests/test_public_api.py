@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import jax_tconv
-from jax_tconv import _api, checkerboard, initializers, interop, nn
+from jax_tconv import _strategy, checkerboard, initializers, interop, nn
 from jax_tconv.nn import linen, nnx
 
 MODULES = [jax_tconv, checkerboard, initializers, interop, nn, linen, nnx]
@@ -125,8 +125,8 @@ def test_auto_method_names_what_auto_runs(case, monkeypatch):
     w = jnp.asarray(np.random.default_rng(case + 9).normal(size=w_shape), jnp.float32)
     ran = []
     spies = {name: (lambda f, name: lambda *a: (ran.append(name), f(*a))[1])(f, name)
-             for name, f in _api._AUTO_FORWARDS.items()}
-    monkeypatch.setattr(_api, "_AUTO_FORWARDS", spies)
+             for name, f in _strategy.AUTO_FORWARDS.items()}
+    monkeypatch.setattr(_strategy, "AUTO_FORWARDS", spies)
     y = jax_tconv.conv_transpose(x, w, **kw)
     choice = jax_tconv.auto_method(x, w, **kw)
     assert ran == [choice.method] and choice.method in jax_tconv.METHODS

@@ -25,7 +25,7 @@ from jax.sharding import PartitionSpec as P
 
 import jax_tconv
 from jax_tconv import __main__ as cli
-from jax_tconv import _api, _checks, _tune
+from jax_tconv import _checks, _spec, _strategy, _tune
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -86,8 +86,8 @@ X, W = jnp.ones((1, 4, 2)), jnp.full((4, 3, 2), 0.5)
 def test_every_candidate_matches_the_reference(name, fake_measure, monkeypatch):
     fake_measure.choice = name
     ran = []
-    real_run = _tune.run
-    monkeypatch.setattr(_tune, "run", lambda n, *a: (ran.append(n), real_run(n, *a))[1])
+    real_run = _strategy.run
+    monkeypatch.setattr(_strategy, "run", lambda n, *a: (ran.append(n), real_run(n, *a))[1])
     x, w = CASE.arrays(seed=3)
     f = lambda x, w: jax_tconv.conv_transpose(x, w, method="tune", **CASE.kwargs())  # noqa: E731
     y, vjp = jax.vjp(f, jnp.asarray(x), jnp.asarray(w))
@@ -104,9 +104,9 @@ def test_every_candidate_matches_the_reference(name, fake_measure, monkeypatch):
 
 def test_candidates_offer_channels_last_only_for_other_layouts():
     x, w = CASE.arrays()
-    first = _api.transpose_spec("t", jnp.asarray(x), jnp.asarray(w), precision=None,
+    first = _spec.transpose_spec("t", jnp.asarray(x), jnp.asarray(w), precision=None,
                                 preferred_element_type=None, **CASE.kwargs())
-    last = _api.transpose_spec("t", X, W, output_padding=0, output_shape=None, dilation=1,
+    last = _spec.transpose_spec("t", X, W, output_padding=0, output_shape=None, dilation=1,
                                groups=1, dimension_numbers=None, precision=None,
                                preferred_element_type=None, **SMALL)
     assert _tune.candidates(first) == _tune.ALL_CANDIDATES
@@ -122,14 +122,14 @@ def test_measure_times_the_candidates_and_never_picks_a_failing_one(cache, monke
     monkeypatch.setattr(_tune, "MATMUL_TUNE_BYTES", 1)
     monkeypatch.setattr(_tune, "candidates", lambda spec: ("vjp", "matmul", "dilated", "phase",
                                                            "auto"))
-    formulations = dict(_api._FORMULATIONS)
+    formulations = dict(_strategy.FORMULATIONS)
     dilated = formulations["dilated"]
 
     def broken(x, w, spec):
         raise RuntimeError("phase is broken today")
     formulations["phase"] = broken
     formulations["dilated"] = lambda x, w, spec: dilated(x, w, spec) * jnp.nan
-    monkeypatch.setattr(_api, "_FORMULATIONS", formulations)
+    monkeypatch.setattr(_strategy, "FORMULATIONS", formulations)
     timed = []
     real_time = _tune._time
     monkeypatch.setattr(_tune, "_time", lambda call: (timed.append(1), real_time(call))[1])
@@ -171,7 +171,7 @@ def test_no_working_candidate_is_an_error(monkeypatch):
 
     def broken(x, w, spec):
         raise RuntimeError("broken")
-    monkeypatch.setattr(_api, "_FORMULATIONS", {**_api._FORMULATIONS, "phase": broken})
+    monkeypatch.setattr(_strategy, "FORMULATIONS", {**_strategy.FORMULATIONS, "phase": broken})
     with pytest.raises(RuntimeError, match=r"method='tune' found no strategy that runs this "
                                            r"configuration .*phase: failed: RuntimeError: broken"):
         jax_tconv.conv_transpose(X, W, method="tune", **SMALL)
@@ -256,7 +256,7 @@ def test_hit_miss_and_the_file(cache, fake_measure):
 
 
 def test_the_key_holds_the_whole_configuration():
-    spec = _api.transpose_spec("t", X, W, output_padding=0, output_shape=None, dilation=1,
+    spec = _spec.transpose_spec("t", X, W, output_padding=0, output_shape=None, dilation=1,
                                groups=1, dimension_numbers=None, precision=None,
                                preferred_element_type=None, **SMALL)
     key = _tune.cache_key(spec, "float32", "cpu")
@@ -394,8 +394,8 @@ def test_layer_method_tune_runs_the_choice(fake_measure, monkeypatch):
 
     fake_measure.choice = "phase+cl"
     ran = []
-    real_run = _tune.run
-    monkeypatch.setattr(_tune, "run", lambda n, *a: (ran.append(n), real_run(n, *a))[1])
+    real_run = _strategy.run
+    monkeypatch.setattr(_strategy, "run", lambda n, *a: (ran.append(n), real_run(n, *a))[1])
     layer = linen.ConvTranspose(features=3, kernel_size=(3,), strides=2, method="tune")
     x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 4, 2)), jnp.float32)
     params = layer.init(jax.random.key(0), x)
@@ -446,11 +446,11 @@ def test_a_wrong_candidate_is_dropped_with_a_warning(cache, monkeypatch):
     never timed and never picked."""
     monkeypatch.setattr(_tune, "ROUNDS", 1)
     monkeypatch.setattr(_tune, "candidates", lambda spec: ("vjp", "dilated", "phase", "auto"))
-    formulations = dict(_api._FORMULATIONS)
+    formulations = dict(_strategy.FORMULATIONS)
     phase = formulations["phase"]
     formulations["phase"] = lambda x, w, spec: phase(x, w, spec) * 1.01
-    monkeypatch.setattr(_api, "_FORMULATIONS", formulations)
-    monkeypatch.setattr(_tune, "_same_as", lambda name, spec: None)
+    monkeypatch.setattr(_strategy, "FORMULATIONS", formulations)
+    monkeypatch.setattr(_strategy, "same_program", lambda name, spec: None)
     with pytest.warns(RuntimeWarning, match=r"dropped the candidate 'phase': its result "
                                             r"disagrees with the other candidates'"):
         choice = jax_tconv.tune_choice(X, W, **SMALL)

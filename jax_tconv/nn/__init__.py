@@ -2,10 +2,11 @@
 
 ``jax_tconv.nn.linen``, ``jax_tconv.nn.nnx`` and ``jax_tconv.nn.equinox`` each
 hold `ConvTranspose`, `ResizeConv`, `SubPixelConv` and `PixelShuffle`, built on
-one shared implementation; `pixel_shuffle` and `pixel_unshuffle` are plain
-functions, and `adjoint` turns a convolution layer into its exact transpose
-on the same kernel (and back). ``jax_tconv.nn.equinox`` is imported on first
-use, so ``import jax_tconv.nn`` does not import Equinox.
+one shared implementation that imports no framework; `pixel_shuffle` and
+`pixel_unshuffle` are plain functions, and `adjoint` turns a convolution layer
+into its exact transpose on the same kernel (and back). Each front end is
+imported on first use, so ``import jax_tconv.nn`` imports neither Flax nor
+Equinox, and ``import jax_tconv.nn.equinox`` does not import Flax.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from jax_tconv.nn import linen as linen
-from jax_tconv.nn import nnx as nnx
 from jax_tconv.nn._adjoint import adjoint as adjoint
 from jax_tconv.nn._shuffle import pixel_shuffle as pixel_shuffle
 from jax_tconv.nn._shuffle import pixel_unshuffle as pixel_unshuffle
 
 if TYPE_CHECKING:
     from jax_tconv.nn import equinox as equinox
+    from jax_tconv.nn import linen as linen
+    from jax_tconv.nn import nnx as nnx
 
 __all__ = [
     "adjoint",
@@ -31,8 +32,18 @@ __all__ = [
     "pixel_unshuffle",
 ]
 
+# Front ends, by the framework they need (the extra that installs it).
+_FRONT_ENDS = {"linen": "flax", "nnx": "flax", "equinox": "equinox"}
+
 
 def __getattr__(name: str) -> Any:
-    if name == "equinox":  # the Equinox layers: imported on first use
-        return importlib.import_module("jax_tconv.nn.equinox")
+    if name in _FRONT_ENDS:  # imported on first use
+        try:
+            return importlib.import_module(f"jax_tconv.nn.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != _FRONT_ENDS[name]:
+                raise
+            raise ModuleNotFoundError(
+                f"jax_tconv.nn.{name} needs {_FRONT_ENDS[name]}, which is not installed: "
+                f"pip install 'jax_tconv[{_FRONT_ENDS[name]}]'", name=e.name) from e
     raise AttributeError(f"module 'jax_tconv.nn' has no attribute {name!r}")

@@ -31,8 +31,15 @@ import jax.numpy as jnp
 from jax_tconv import _api, _checks
 from jax_tconv._conv import apply_conv
 from jax_tconv._resize import resize_conv, resize_geometry
-from jax_tconv._spec import ConvSpec, Pairs, Spec, conv_spec, transpose_spec
-from jax_tconv._spec import _padding_pairs as padding_pairs
+from jax_tconv._spec import (
+    ConvSpec,
+    Pairs,
+    Spec,
+    conv_spec,
+    forward_padding,
+    padding_pairs,
+    transpose_spec,
+)
 from jax_tconv.nn._shuffle import pixel_shuffle
 
 #: LeCun normal for the ``(*k, C_out // groups, C_in)`` layout: fan_in = C_in * prod(k),
@@ -243,16 +250,16 @@ def conv_geometry(name: str, layer: str, *, kernel_size, strides, padding, dilat
 def transpose_geometry(config: TransposeConfig) -> ConvGeometry:
     """The forward conv ``C`` of a ConvTranspose layer: its transpose is the layer.
 
-    The padding is the layer's (strings upper-cased), with ``hi`` reduced by
-    ``s * (op // s)`` where the output padding reaches a stride (``d > s``), as
-    `Spec.forward_padding` does.
+    The padding is the layer's (strings upper-cased), read by `forward_padding`
+    (``hi`` reduced by ``s * (op // s)`` where the output padding reaches a
+    stride), as `Spec.forward_padding` reads a spec's.
     """
     n = config.num_spatial
     s = _checks.ints(config.name, "strides", config.strides, n, minimum=1)
     op = _checks.ints(config.name, "output_padding", config.output_padding, n, minimum=0)
     pads = padding_pairs(config.name, config.padding, n)
     if not isinstance(pads, str):
-        pads = tuple((lo, hi - sj * (opj // sj)) for (lo, hi), sj, opj in zip(pads, s, op))
+        pads = forward_padding(pads, s, op)
     return ConvGeometry(config.kernel_size, s, pads,
                         _checks.ints(config.name, "dilation", config.dilation, n, minimum=1),
                         config.groups, config.padding_mode)
@@ -369,3 +376,15 @@ def sub_pixel_conv_layer(config: SubPixelConfig, x, kernel, bias):
     y = _add_bias(apply_conv(x, kernel, config.spec(x, kernel.shape)), bias)
     y = pixel_shuffle(y, config.upscale_factor)
     return y.reshape(*batch, *y.shape[1:])
+
+
+# ----------------------------------------------------------------------------
+# What `jax_tconv.nn.adjoint` refuses, in every front end's words.
+
+NOT_ONE_CONV = ("is a resize or a depth-to-space composed with a convolution, not one "
+                "convolution; its adjoint is no single layer here")
+
+
+def unsupported(what: str, layer: Any, reason: str) -> ValueError:
+    """The error of `jax_tconv.nn.adjoint` for a `what` layer (a framework's name) it refuses."""
+    return ValueError(f"adjoint: {what} {type(layer).__name__} {reason}.")

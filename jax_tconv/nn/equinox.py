@@ -36,7 +36,7 @@ import jax.numpy as jnp
 
 from jax_tconv import _checks
 from jax_tconv.nn import _common
-from jax_tconv.nn._adjoint import _NOT_ONE_CONV, unsupported
+from jax_tconv.nn._common import NOT_ONE_CONV, unsupported
 from jax_tconv.nn._shuffle import pixel_shuffle
 from jax_tconv.typing import ArrayLike, DTypeLike, IntOrSequence, Padding, Precision
 
@@ -387,8 +387,8 @@ def _zeros_bias(channels: int, n: int, dtype) -> jax.Array:
     return jnp.zeros((channels, *(1,) * n), dtype)
 
 
-def _adjoint(layer: Any, *, use_bias: bool) -> Any:
-    """`jax_tconv.nn.adjoint` for Equinox layers."""
+def adjoint_layer(layer: Any, *, use_bias: bool) -> Any:
+    """`jax_tconv.nn.adjoint` for Equinox layers (`jax_tconv.nn._adjoint` hands them here)."""
     if isinstance(layer, ConvTranspose):
         geo = _common.transpose_geometry(layer.config)
         n, w = layer.num_spatial_dims, layer.weight
@@ -417,7 +417,7 @@ def _adjoint(layer: Any, *, use_bias: bool) -> Any:
                           "it with jax_tconv.interop.from_equinox(layer) and take the adjoint "
                           "of the result")
     if isinstance(layer, ResizeConv | SubPixelConv):
-        raise unsupported("jax_tconv", layer, _NOT_ONE_CONV)
+        raise unsupported("jax_tconv", layer, NOT_ONE_CONV)
     raise TypeError(
         f"adjoint: expected an Equinox convolution layer (equinox.nn.Conv or "
         f"jax_tconv.nn.equinox.ConvTranspose), got {type(layer).__name__}."

@@ -1,4 +1,4 @@
-"""``python -m jax_tconv bench --models``: whole decoders, one training step each.
+"""``python benchmarks/bench.py --models``: whole decoders, one training step each.
 
 Each model is written once, as a plain function of a params dict and of `Ops`,
 the few operations it needs (transposed conv, conv, channel concatenation,
@@ -28,15 +28,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jax_tconv import _api
-from jax_tconv._bench import (
+import jax_tconv
+from bench import (
     LAYOUTS,
     Peak,
     _block,
     _Call,
     _check_torch,
     _compile_stats,
-    _dn,
+    dimension_numbers_for,
     _progress,
     _timed,
     layout_label,
@@ -201,18 +201,18 @@ def jax_ops(name: str, layout: str = "nhwc") -> Ops:
     def conv(x, w, layer):
         nd = x.ndim - 2
         return lax.conv_general_dilated(x, w, (1,) * nd, [(k // 2, k // 2) for k in layer.k],
-                                        dimension_numbers=_dn(nd, layout))
+                                        dimension_numbers=dimension_numbers_for(nd, layout))
 
     if name == "auto":
         def tconv(x, w, layer):
-            return _api.conv_transpose(x, w, strides=layer.s, padding=layer.p,
+            return jax_tconv.conv_transpose(x, w, strides=layer.s, padding=layer.p,
                                        output_padding=layer.op,
-                                       dimension_numbers=_dn(x.ndim - 2, layout))
+                                       dimension_numbers=dimension_numbers_for(x.ndim - 2, layout))
     elif name == "lax":
         def tconv(x, w, layer):
             nd = x.ndim - 2
             return lax.conv_transpose(x, w, (layer.s,) * nd, _lax_padding(layer),
-                                      dimension_numbers=_dn(nd, layout), transpose_kernel=True)
+                                      dimension_numbers=dimension_numbers_for(nd, layout), transpose_kernel=True)
     elif name == "flax":
         if layout != "nhwc":
             raise ValueError("jax_ops: Flax's nn.ConvTranspose has no layout option; "

@@ -1,4 +1,4 @@
-"""``python -m jax_tconv bench``: every method against lax, Flax, PyTorch and the anchor.
+"""``python benchmarks/bench.py``: every method against lax, Flax, PyTorch and the anchor.
 
 The anchor is the forward strided convolution whose adjoint the layer is: it
 does exactly the useful multiply-adds of the transposed convolution, so
@@ -17,8 +17,10 @@ so that both are measured under the same load.
 from __future__ import annotations
 
 import dataclasses
+import argparse
 import functools
 import json
+import textwrap
 import math
 import os
 import pathlib
@@ -32,44 +34,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jax_tconv import _api
+import jax_tconv
 from jax_tconv._spec import transpose_spec
-
-
-@dataclasses.dataclass(frozen=True)
-class Layer:
-    name: str
-    batch: int
-    i: tuple          # input spatial size
-    c_in: int
-    c_out: int
-    k: tuple
-    s: int
-    p: int
-    op: int = 0
-
-    @property
-    def nd(self):
-        return len(self.i)
-
-    def macs(self):
-        """Useful multiply-adds: every input element times every tap and output channel."""
-        return self.batch * math.prod(self.i) * self.c_in * self.c_out * math.prod(self.k)
-
-
-SUITE = [
-    Layer("dcgan 4->8 512->256", 8, (4, 4), 512, 256, (4, 4), 2, 1),
-    Layer("dcgan 8->16 256->128", 8, (8, 8), 256, 128, (4, 4), 2, 1),
-    Layer("dcgan 16->32 128->64", 8, (16, 16), 128, 64, (4, 4), 2, 1),
-    Layer("dcgan 32->64 64->3", 8, (32, 32), 64, 3, (4, 4), 2, 1),
-    Layer("unet k2s2 16->32 128->64", 4, (16, 16), 128, 64, (2, 2), 2, 0),
-    Layer("fcn k3s2p1op1 16->32 64->32", 4, (16, 16), 64, 32, (3, 3), 2, 1, 1),
-    Layer("k5s3 12->36 32->32", 4, (12, 12), 32, 32, (5, 5), 3, 1),
-    Layer("audio1d k16s8 256->2048 64->32", 4, (256,), 64, 32, (16,), 8, 4),
-    Layer("1d k4s2 512->1024 64->64", 4, (512,), 64, 64, (4,), 2, 1),
-    Layer("3d k2s2 8->16 32->16", 2, (8, 8, 8), 32, 16, (2, 2, 2), 2, 0),
-    Layer("3d k4s2p1 8->16 16->8", 2, (8, 8, 8), 16, 8, (4, 4, 4), 2, 1),
-]
+from jax_tconv._suite import SUITE, Layer
 
 
 LAYOUTS = ("nhwc", "nchw")
@@ -82,7 +49,7 @@ FLAX_NOTE = ("Flax's nn.ConvTranspose has no layout option: in the NCHW rows it 
              "both.")
 
 
-def _dn(nd, layout="nhwc"):
+def dimension_numbers_for(nd, layout="nhwc"):
     """Dimension numbers of the transposed conv (and of its anchor) in `layout`.
 
     The kernel spec names the *forward* conv's kernel: 'O' is x's channel axis,
@@ -94,7 +61,7 @@ def _dn(nd, layout="nhwc"):
     return (f"NC{sp}", f"OI{sp}", f"NC{sp}")
 
 
-def _to_nchw(a, nd, kernel=False):
+def to_nchw(a, nd, kernel=False):
     """A channels-last array (or ``(*k, C_out, C_in)`` kernel) in channels-first order."""
     if kernel:
         return jnp.transpose(a, (nd + 1, nd, *range(nd)))
@@ -103,7 +70,7 @@ def _to_nchw(a, nd, kernel=False):
 
 def layout_label(layout, nd=2):
     """'NHWC'/'NCHW' for a rank (NWC, NCDHW, ...)."""
-    return _dn(nd, layout)[0]
+    return dimension_numbers_for(nd, layout)[0]
 
 
 class _Call:
@@ -131,7 +98,7 @@ def _contestants(layer: Layer, arrays, dtype, with_torch, layout="nhwc"):
     `arrays` maps each layout to its ``(x, w, cot)``; Flax always gets the
     channels-last ones and PyTorch the channels-first ones (`FIXED_LAYOUT`).
     """
-    nd, dn = layer.nd, _dn(layer.nd, layout)
+    nd, dn = layer.nd, dimension_numbers_for(layer.nd, layout)
     x, w, cot = arrays[layout]
     kw = dict(strides=layer.s, padding=layer.p, output_padding=layer.op, dimension_numbers=dn)
 
@@ -139,8 +106,8 @@ def _contestants(layer: Layer, arrays, dtype, with_torch, layout="nhwc"):
         return _Call(f, a, kernel), _Call(_loss_grad(f), a, kernel, c)
 
     out = {}
-    for method in _api.METHODS + ("auto",):
-        out[method] = pair(functools.partial(_api.conv_transpose, method=method, **kw))
+    for method in jax_tconv.METHODS + ("auto",):
+        out[method] = pair(functools.partial(jax_tconv.conv_transpose, method=method, **kw))
     # lax.conv_transpose pads the dilated input: d*(k-1) - p below, d*(k-1) - p + op above.
     lax_pad = [(k - 1 - layer.p, k - 1 - layer.p + layer.op) for k in layer.k]
 
@@ -311,12 +278,12 @@ def run(layers, *, rounds=15, dtype=jnp.float32, with_torch=True, out_dir=None,
         x = jnp.asarray(rng.standard_normal((layer.batch, *layer.i, layer.c_in)), dtype)
         w = jnp.asarray(rng.standard_normal((*layer.k, layer.c_out, layer.c_in))
                         / math.sqrt(layer.c_in * math.prod(layer.k)), dtype)
-        y_shape = _api.conv_transpose(x, w, strides=layer.s, padding=layer.p,
+        y_shape = jax_tconv.conv_transpose(x, w, strides=layer.s, padding=layer.p,
                                       output_padding=layer.op).shape
         cot = jnp.asarray(rng.standard_normal(y_shape), dtype)
         # The same numbers in both layouts; PyTorch's kernel layout is (C_in, C_out, *k).
         arrays = {"nhwc": (x, w, cot),
-                  "nchw": (_to_nchw(x, nd), _to_nchw(w, nd, kernel=True), _to_nchw(cot, nd))}
+                  "nchw": (to_nchw(x, nd), to_nchw(w, nd, kernel=True), to_nchw(cot, nd))}
         for layout in layouts:
             try:
                 contestants = _contestants(layer, arrays, dtype, with_torch, layout)
@@ -423,7 +390,7 @@ def auto_table(rows) -> str:
                 if auto is None:
                     cells += ["", "", ""]
                     continue
-                best = min((by[(layout, layer, mode, m)] for m in _api.METHODS
+                best = min((by[(layout, layer, mode, m)] for m in jax_tconv.METHODS
                             if (layout, layer, mode, m) in by), key=lambda r: r["ms"])
                 cells += [f"{auto['vs_anchor']:.2f}", f"{auto['lax_speedup']:.1f}x",
                           f"{best['name']} ({auto['ms'] / best['ms']:.2f})"]
@@ -629,3 +596,112 @@ def _write(rows, text, out_dir, rounds, dtype, with_torch, peak, print_fn):
     fig.savefig(out_dir / "bench.png", dpi=100)
     plt.close(fig)
     print_fn(f"wrote {out_dir / 'bench.png'}")
+
+
+# ----------------------------------------------------------------------------
+# The command line.
+
+BENCH_FILES = (
+    ("bench.md", "headlines, auto per layer, NCHW / NHWC, geomeans, all rows"),
+    ("bench.json", "every row: ms, ratios, GFLOP/s, % of peak, compile s, temp"),
+    ("bench.png", "time / anchor per layer, layout, contestant (matplotlib)"),
+)
+MODEL_FILES = (
+    ("models.md", "--models: step times, ratios, memory, compile s, agreement"),
+    ("models.json", "--models: every row"),
+)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
+                     argparse.RawDescriptionHelpFormatter):
+    """Every option's default in its help, except where there is none to show (a flag, None);
+    descriptions and epilogs keep their line breaks (written wrapped with ``_wrap``)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.nargs == 0:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _wrap(text: str) -> str:
+    return textwrap.fill(" ".join(text.split()), width=78)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python benchmarks/bench.py``."""
+    files = "\n".join(f"  OUT/{name:<12s}{what}" for name, what in BENCH_FILES + MODEL_FILES)
+    bench = argparse.ArgumentParser(
+        prog="python benchmarks/bench.py", formatter_class=_HelpFormatter,
+        description=_wrap(
+            "Time, round-robin (one call of each contestant per round), every method, 'auto', "
+            "lax.conv_transpose, Flax's nn.ConvTranspose, PyTorch's conv_transpose{1,2,3}d "
+            "(when torch is installed) and the anchor, the forward strided convolution whose "
+            "adjoint the layer is, forward and forward+backward, on a suite of layers from "
+            "DCGAN, U-Net, FCN, 1-D audio and 3-D volumes, in channels-last (NHWC) and "
+            "channels-first (NCHW) layout. Flax's nn.ConvTranspose has no layout option and "
+            "runs channels-last in both; PyTorch runs its native NCHW in both. Every row also "
+            "gives its useful FLOP rate as a share of the machine's matmul peak, measured in "
+            "the same run. With --models: a jitted training step of four small decoders "
+            "(DCGAN, U-Net, 3-D V-Net, 1-D vocoder) instead, jax_tconv's 'auto' in each layout "
+            "against lax, Flax and PyTorch, after checking that all give the same loss and "
+            "gradients. Prints the median times and ratios, then writes the files below."),
+        epilog=f"files written to --out:\n{files}\n\nMeasured results: docs/performance.md.")
+    bench.add_argument("--layers", default=None,
+                       help="comma-separated substrings of layer (with --models: model) names "
+                            "to run (see --list); default: the whole suite")
+    bench.add_argument("--layout", default="both", choices=["nhwc", "nchw", "both"],
+                       help="the layout of jax_tconv's, lax's and the anchor's arrays: "
+                            "channels-last (NWC/NHWC/NDHWC, kernel (*k, C_out, C_in)), "
+                            "channels-first (NCW/NCHW/NCDHW, PyTorch's kernel (C_in, C_out, *k)), "
+                            "or both; with --models, jax_tconv's only (lax and Flax run "
+                            "channels-last there, PyTorch channels-first)")
+    bench.add_argument("--models", action="store_true",
+                       help="time a training step of whole models (DCGAN generator, U-Net "
+                            "decoder, 3-D V-Net decoder, 1-D vocoder; float32) instead of "
+                            "single layers")
+    bench.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                       help="dtype of inputs, kernels and results")
+    bench.add_argument("--rounds", type=int, default=15,
+                       help="timed rounds per contestant; the median is reported")
+    bench.add_argument("--out", default="bench_out",
+                       help="folder for the files listed below (created if missing)")
+    bench.add_argument("--no-torch", action="store_true",
+                       help="leave PyTorch out (it is left out anyway when not installed)")
+    bench.add_argument("--list", action="store_true",
+                       help="list the suite's layers (with --models: models) and exit")
+    return bench
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    layouts = LAYOUTS if args.layout == "both" else (args.layout,)
+    patterns = args.layers.split(",") if args.layers else []
+    if args.models:
+        import bench_models as models  # beside this file
+
+        suite = models.suite()
+    else:
+        suite = SUITE
+    chosen = [item for item in suite if not patterns or any(p in item.name for p in patterns)]
+    if args.list or not chosen:
+        print("\n".join(item.name for item in suite))
+        return 0 if chosen else 2
+    if not args.models:
+        run(chosen, rounds=args.rounds, dtype=getattr(jnp, args.dtype),
+            with_torch=not args.no_torch, out_dir=args.out, layouts=layouts)
+        return 0
+    if args.dtype != "float32":
+        print(f"bench.py --models: runs float32 only (its contestants must agree to 1e-4 "
+              f"before they are timed), not --dtype {args.dtype}")
+        return 2
+    try:
+        models.run(chosen, rounds=args.rounds, with_torch=not args.no_torch,
+                   layouts=layouts, out_dir=args.out)
+    except models.ModelMismatch as e:
+        print(f"bench.py --models: FAILED, nothing timed: {e}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

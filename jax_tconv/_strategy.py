@@ -1,0 +1,123 @@
+"""The strategies: every formulation by name, "auto"'s decision, and running one.
+
+Data flows one way: the public functions (`jax_tconv._api`) and the tuner
+(`jax_tconv._tune`) build a `Spec` and hand it here; nothing here imports
+either of them. A *strategy* is a name: a formulation (`FORMULATIONS`),
+``"auto"``, or a formulation run through the channels-last form of the
+layout (``"phase+cl"``: x, w and y transposed around it), the candidates
+``method="tune"`` times.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jax_tconv._dilated import dilated
+from jax_tconv._layout import channels_last
+from jax_tconv._matmul import transpose_by_matmul
+from jax_tconv._padding_mode import with_padding_mode
+from jax_tconv._phase import fast_kernel_gradient, transpose_by_phase
+from jax_tconv._phase import plan as phase_plan
+from jax_tconv._spec import Spec
+from jax_tconv._vjp import adjoint_derivatives, transpose_by_vjp
+
+__all__ = ["AUTO_FORWARDS", "FORMULATIONS", "AutoChoice", "auto", "run"]
+
+# Each formulation is jitted with the spec static: eager calls reuse one
+# compiled program per configuration, and inside a user's jit it inlines.
+# Padding modes other than 'zeros' (`_padding_mode`): "matmul" builds the mode
+# into its matrix; the others run on the uncropped output and then apply the
+# padding's adjoint, "vjp" by `jax.vjp` of the padding, the rest by the fold.
+FORMULATIONS = {
+    "vjp": jax.jit(with_padding_mode(transpose_by_vjp, adjoint="vjp"), static_argnums=2),
+    "matmul": jax.jit(transpose_by_matmul, static_argnums=2),
+    "dilated": jax.jit(with_padding_mode(adjoint_derivatives(dilated)), static_argnums=2),
+    "phase": jax.jit(with_padding_mode(transpose_by_phase), static_argnums=2),
+}
+# "auto": the fastest forward for the configuration, differentiated like "phase".
+AUTO_FORWARDS = {
+    "dilated": jax.jit(with_padding_mode(adjoint_derivatives(
+        dilated, kernel_gradient=fast_kernel_gradient)), static_argnums=2),
+    "phase": FORMULATIONS["phase"],
+    "vjp": FORMULATIONS["vjp"],
+}
+
+
+class AutoChoice(NamedTuple):
+    """What ``method="auto"`` runs for one configuration, and why.
+
+    ``channels_last`` is True when "auto" runs the user's layout through its
+    channels-last form (x, w and y transposed around the formulation).
+    """
+
+    method: str
+    reason: str
+    channels_last: bool = False
+
+
+def auto(spec: Spec, backend: str | None = None) -> AutoChoice:
+    """The strategy: a pure function of the configuration and the backend.
+
+    On CPU the layout is canonicalised first (`channels_last`), so the choice,
+    made on the channels-last form, is the same for every `dimension_numbers`
+    permutation of one geometry. The table was measured with the benchmarks in
+    the repository's ``benchmarks/`` (docs/performance.md). With a padding mode
+    other than 'zeros' the choice is the one for the uncropped transposed
+    convolution that the formulations run before folding the border back.
+    """
+    if spec.padding_mode != "zeros":
+        choice = auto(spec.uncropped, backend)
+        return choice._replace(reason=choice.reason + f"; then the adjoint of the "
+                               f"{spec.padding_mode!r} padding folds the border back in")
+    backend = backend or jax.default_backend()
+    if backend == "cpu":
+        cl = channels_last(spec)
+        choice = _channels_last_table(cl.spec)
+        if cl.is_identity:
+            return choice
+        return AutoChoice(choice.method, choice.reason + "; run channels-last (x, w and y "
+                          "transposed), since XLA:CPU runs channels-first convolutions up to "
+                          "100x slower", True)
+    return AutoChoice("vjp", f"on {backend}, XLA lowers the VJP to the accelerator library's "
+                             f"backward-data convolution (a choice by design: no {backend} "
+                             f"timing has been measured for it yet)")
+
+
+def _channels_last_table(spec: Spec) -> AutoChoice:
+    """XLA:CPU's table for a channels-last spec."""
+    if spec.num_spatial >= 3:
+        return AutoChoice("phase", "XLA:CPU runs input-dilated 3-D convolutions (behind "
+                                   "'vjp' and 'dilated') about 40x slower than the phase "
+                                   "decomposition's stride-1 convolutions")
+    if phase_plan(spec).form == "products":
+        return AutoChoice("phase", "a small input with many channels: the phase "
+                                   "decomposition is one matrix product")
+    return AutoChoice("dilated", "XLA:CPU folds the zero insertion into its 1-D/2-D convolution")
+
+
+def same_program(name: str, spec: Spec) -> str | None:
+    """The strategy whose program `name` runs too, if any ("auto" often is one)."""
+    if name != "auto":
+        return None
+    choice = auto(spec)
+    if AUTO_FORWARDS[choice.method] is not FORMULATIONS.get(choice.method):
+        return None
+    return choice.method + ("+cl" if choice.channels_last else "")
+
+
+def run(name: str, x: jax.Array, w: jax.Array, spec: Spec) -> jax.Array:
+    """Run strategy `name` ("auto", a formulation, or a formulation + "+cl") on a checked spec."""
+    if name == "auto":
+        choice = auto(spec)
+        name, forwards = choice.method + ("+cl" if choice.channels_last else ""), AUTO_FORWARDS
+    else:
+        forwards = FORMULATIONS
+    base, _, layout = name.partition("+")
+    if not layout:
+        return forwards[base](x, w, spec)
+    cl = channels_last(spec)
+    y = forwards[base](jnp.transpose(x, cl.x_perm), jnp.transpose(w, cl.w_perm), cl.spec)
+    return jnp.transpose(y, cl.y_perm)
