@@ -101,7 +101,7 @@ def operator_norm(w: ArrayLike, input_shape: Sequence[int], *, strides: IntOrSeq
 
     Raises:
       ValueError, TypeError: the arguments `conv` and `conv_transpose` refuse
-      (negative padding included), a bad `input_shape`, `tol` or `max_iter`.
+        (negative padding included), a bad `input_shape`, `tol` or `max_iter`.
 
     Example:
       >>> import jax.numpy as jnp, jax_tconv

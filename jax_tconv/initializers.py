@@ -111,7 +111,7 @@ def icnr(base_init: Initializer, scale: IntOrSequence) -> Initializer:
 
     Raises:
       ValueError, TypeError: (at init) bad `scale`, or ``shape[-1]`` not a
-      multiple of ``R``.
+        multiple of ``R``.
 
     Example:
       >>> import jax, jax.numpy as jnp
