@@ -42,7 +42,7 @@ def _pairs(x_shape, w_shape, strides, dilation, groups):
 _MODES = ("zeros", "circular", "reflect", "replicate")
 
 
-def _source(p: int, o: int, mode: str) -> int | None:
+def _source(p: int, o: int, mode: str, fn: str) -> int | None:
     """The position of the size-`o` input that padded position `p` holds (None: a zero)."""
     if 0 <= p < o:
         return p
@@ -55,23 +55,24 @@ def _source(p: int, o: int, mode: str) -> int | None:
     else:
         return None
     if not 0 <= src < o:
-        raise ValueError(f"reference: padding_mode={mode!r} cannot fill position {p} from "
+        raise ValueError(f"{fn}: padding_mode={mode!r} cannot fill position {p} from "
                          f"a size-{o} input (PyTorch's F.pad rule)")
     return src
 
 
-def _folds(full_shape, padding, output_padding, padding_mode) -> list[np.ndarray]:
+def _folds(full_shape, padding, output_padding, padding_mode, fn) -> list[np.ndarray]:
     """Per spatial dimension the 0/1 matrix ``M (o, full)``: output = M @ uncropped output."""
     if padding_mode not in _MODES:
-        raise ValueError(f"reference: padding_mode must be one of {_MODES}, got {padding_mode!r}")
+        raise ValueError(f"{fn}: padding_mode must be one of {_MODES}, got {padding_mode!r}")
     mats = []
     for size, (lo, hi), op in zip(full_shape, padding, output_padding):
         o = size - lo - hi + op
         if o < 1:
-            raise ValueError(f"reference: output size {o} < 1")
+            raise ValueError(f"{fn}: the output size {o} is < 1; reduce padding or add "
+                             f"output_padding")
         m = np.zeros((o, size))
         for q in range(size):
-            src = _source(q - lo, o, padding_mode)
+            src = _source(q - lo, o, padding_mode, fn)
             if src is not None:
                 m[src, q] += 1
         mats.append(m)
@@ -115,7 +116,8 @@ def conv_transpose_reference(x: ArrayLike, w: ArrayLike, *, strides: Sequence[in
     y: np.ndarray = np.zeros((n, c_out, *full), dtype)
     for cin, cout, p, t, at in _pairs(x.shape, w.shape, strides, dilation, groups):
         y[(slice(None), cout, *at)] += x[(slice(None), cin, *p)] @ w[(cin, slice(None), *t)]
-    return _along(y, _folds(full, padding, output_padding, padding_mode))
+    return _along(y, _folds(full, padding, output_padding, padding_mode,
+                            "conv_transpose_reference"))
 
 
 def conv_transpose_reference_vjp(x: ArrayLike, w: ArrayLike, g: ArrayLike, *,
@@ -133,7 +135,7 @@ def conv_transpose_reference_vjp(x: ArrayLike, w: ArrayLike, g: ArrayLike, *,
       ``(dx, dw)`` shaped like ``x`` and ``w``.
     """
     x, w, dtype, full = _setup(x, w, strides, dilation)
-    mats = _folds(full, padding, output_padding, padding_mode)
+    mats = _folds(full, padding, output_padding, padding_mode, "conv_transpose_reference_vjp")
     g_full = _along(np.asarray(g).astype(dtype), [m.T for m in mats])
     dx, dw = np.zeros_like(x), np.zeros_like(w)
     for cin, cout, p, t, at in _pairs(x.shape, w.shape, strides, dilation, groups):
