@@ -193,9 +193,11 @@ def test_dtype_is_the_parameters():
 @pytest.mark.parametrize("mode", ["zeros", "circular", "reflect", "replicate"])
 def test_padding_mode_in_equinox_spelling(mode):
     """Equinox's own names ('CIRCULAR', ...), in any case, are the lower-case modes."""
+    def make(spelling):
+        return filled(lambda: teqx.ConvTranspose(2, 3, 2, (3, 2), stride=2, padding=1,
+                                                 padding_mode=spelling, key=jax.random.key(0)))
+
     x = normal((3, 5, 4), 7)
-    make = lambda m: filled(lambda: teqx.ConvTranspose(2, 3, 2, (3, 2), stride=2, padding=1,  # noqa: E731
-                                                       padding_mode=m, key=jax.random.key(0)))
     reference = make(mode)
     for spelling in (mode.upper(), mode.capitalize()):
         layer = make(spelling)
