@@ -109,8 +109,12 @@ _MODE_ALIASES = {"constant": "zeros", "zero": "zeros", "wrap": "circular",
                  "periodic": "circular", "edge": "replicate", "symmetric": None}
 
 
-def padding_mode(fn: str, value: Any) -> str:
-    """One of `PADDING_MODES`, spelled as PyTorch spells it."""
+def padding_mode(fn: str, value: Any, *, any_case: bool = False) -> str:
+    """One of `PADDING_MODES`, spelled as PyTorch spells it.
+
+    With `any_case` (the Equinox front end, whose own layers take 'ZEROS',
+    'CIRCULAR', ...) a name in any case is accepted and returned in lower case.
+    """
     valid = ", ".join(map(repr, PADDING_MODES))
     if not isinstance(value, str):
         raise TypeError(
@@ -119,14 +123,18 @@ def padding_mode(fn: str, value: Any) -> str:
         )
     if value in PADDING_MODES:
         return value
+    if any_case and value.lower() in PADDING_MODES:
+        return value.lower()
+    names = ("in any case: PyTorch's names, Equinox's 'ZEROS', 'CIRCULAR', ..."
+             if any_case else "PyTorch's names")
     hint = ""
     near = value.lower() if value.lower() in PADDING_MODES else _MODE_ALIASES.get(value.lower())
     if near is not None:
         hint = f" ({value!r} is {near!r} here)"
     elif value.lower() in _MODE_ALIASES:
         hint = f" (NumPy's {value!r}, which repeats the edge element, has no equivalent)"
-    raise ValueError(f"{fn}: unknown padding_mode {value!r}; choose one of {valid} (PyTorch's "
-                     f"names){hint}.")
+    raise ValueError(f"{fn}: unknown padding_mode {value!r}; choose one of {valid} "
+                     f"({names}){hint}.")
 
 
 def mode_padding(fn: str, mode: str, pads: Sequence[tuple[int, int]], sizes: Sequence[int],

@@ -1,6 +1,12 @@
-"""Weights in and out of `jax_tconv.nn`'s ConvTranspose: PyTorch and Flax.
+"""Weights in and out of `jax_tconv.nn`'s ConvTranspose: PyTorch, Flax and Equinox.
 
-PyTorch (NumPy arrays in and out; torch is never imported)::
+PyTorch modules (`from_torch_module`, `to_torch_module`): a whole
+``torch.nn.ConvTranspose{1,2,3}d``, configuration and weights, to the layer of
+any front end (linen, nnx, Equinox) and back, in one call. They import torch
+when called; nothing here imports it at import time.
+
+PyTorch arrays (`from_torch`, `to_torch`: NumPy arrays in and out; torch is
+never imported)::
 
     ConvTransposeNd.weight (C_in, C_out // groups, *k)  <->  kernel (*k, C_out // groups, C_in)
     ConvTransposeNd.bias   (C_out,)                     <->  bias   (C_out,)
@@ -53,10 +59,12 @@ from typing import Any
 
 import numpy as np
 
-from jax_tconv._spec import maybe_broadcast
+from jax_tconv import _checks
+from jax_tconv._spec import maybe_broadcast, padding_pairs
 from jax_tconv.typing import ArrayLike
 
-__all__ = ["from_equinox", "from_flax", "from_torch", "load_params", "to_torch"]
+__all__ = ["from_equinox", "from_flax", "from_torch", "from_torch_module", "load_params",
+           "to_torch", "to_torch_module"]
 
 
 def from_torch(weight: ArrayLike, bias: ArrayLike | None) -> dict[str, np.ndarray]:
@@ -472,3 +480,393 @@ def from_equinox(module: Any) -> Any:
                                    use_bias=module.use_bias, dtype=weight.dtype,
                                    key=jax.random.key(0)),
         kernel, module.bias)
+
+
+# ----------------------------------------------------------------------------
+# PyTorch's ConvTranspose modules, configuration and weights in one call.
+
+_APIS = ("linen", "nnx", "equinox")
+
+
+def _torch_for(fn: str, module: Any) -> Any:
+    """The torch package, after checking that `module` is a torch ConvTranspose (TypeError)."""
+    wanted = "a torch.nn.ConvTranspose1d, ConvTranspose2d or ConvTranspose3d"
+    try:
+        import torch
+    except ImportError:
+        raise TypeError(
+            f"{fn}: module must be {wanted}, got {type(module).__name__} (and torch is not "
+            f"installed)."
+        ) from None
+    classes = (torch.nn.ConvTranspose1d, torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)
+    if not isinstance(module, classes):
+        hint = ""
+        if isinstance(module, torch.nn.modules.conv._ConvNd):
+            hint = " (a forward convolution: only transposed ones convert)"
+        elif isinstance(module, torch.nn.Module):
+            hint = " (pass the ConvTranspose submodule itself, e.g. model.decoder[0])"
+        raise TypeError(f"{fn}: module must be {wanted}, got {type(module).__name__}{hint}.")
+    return torch
+
+
+def _torch_array(tensor: Any) -> np.ndarray:
+    """A torch tensor as a NumPy array of its own: detached, on the CPU, copied.
+
+    bfloat16 (which NumPy holds only through ml_dtypes) goes through float32,
+    exactly; float64 becomes float32 unless ``jax_enable_x64`` is set, as JAX
+    stores it.
+    """
+    import jax
+    import jax.numpy as jnp
+    import torch
+
+    t = tensor.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        return t.float().numpy().astype(jnp.bfloat16)
+    a = np.array(t.numpy(), copy=True)
+    return a.astype(jax.dtypes.canonicalize_dtype(a.dtype), copy=False)
+
+
+def from_torch_module(module: Any, *, api: str, method: str = "auto") -> Any:
+    """The jax_tconv ConvTranspose equal to a PyTorch ``ConvTranspose{1,2,3}d`` module.
+
+    One call carries over the whole module: channels, kernel size, stride,
+    padding, output padding, dilation, groups, whether it has a bias, the
+    weight and bias themselves (detached and copied to the host), and the
+    parameter dtype (float64 becomes float32 unless ``jax_enable_x64`` is set,
+    as everywhere in JAX). The layer's output equals the module's for every input,
+    in the layer's layout: linen and nnx take channels-last input (``NCHW ->
+    NHWC`` with ``np.moveaxis(x, 1, -1)``), the Equinox layer one unbatched
+    channels-first example (``jax.vmap`` it over the batch).
+
+    Args:
+      module: a ``torch.nn.ConvTranspose1d``, ``ConvTranspose2d`` or
+        ``ConvTranspose3d`` (a lazy one after its first call).
+      api: which front end to build: ``"linen"``, ``"nnx"`` or ``"equinox"``.
+      method: the layer's ``method`` (``"auto"``, ``"tune"`` or one of
+        `jax_tconv.METHODS`); it picks how JAX computes, not what.
+
+    Returns:
+      ``"linen"``: ``(layer, variables)``, a `jax_tconv.nn.linen.ConvTranspose`
+      and its ``{'params': {'kernel', 'bias'?}}``, to run as
+      ``layer.apply(variables, x)``. ``"nnx"``: a `jax_tconv.nn.nnx.ConvTranspose`
+      holding the weights. ``"equinox"``: a `jax_tconv.nn.equinox.ConvTranspose`
+      holding them (its weight is PyTorch's, unchanged).
+      `to_torch_module` goes back.
+
+    Raises:
+      TypeError: `module` is not a torch ConvTranspose module.
+      ValueError: `api`, `method`, or a module PyTorch itself cannot run: a lazy module
+        not yet initialised, a ``padding_mode`` other than ``'zeros'`` (set on
+        the module after construction; torch's forward raises for it), an
+        ``output_padding`` not below ``max(stride, dilation)``.
+
+    Example:
+      >>> import numpy as np, torch
+      >>> from jax_tconv import interop
+      >>> theirs = torch.nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1,
+      ...                                   groups=2)
+      >>> layer, variables = interop.from_torch_module(theirs, api="linen")
+      >>> layer.features, layer.strides, layer.padding, layer.output_padding
+      (6, (2, 2), (1, 1), (1, 1))
+      >>> x = np.random.default_rng(0).standard_normal((1, 4, 5, 5), np.float32)
+      >>> y = layer.apply(variables, np.moveaxis(x, 1, -1))        # channels last
+      >>> y.shape
+      (1, 10, 10, 6)
+      >>> with torch.no_grad():
+      ...     expected = theirs(torch.from_numpy(x)).numpy()
+      >>> bool(np.allclose(np.moveaxis(y, -1, 1), expected, atol=1e-5))
+      True
+    """
+    fn = "from_torch_module"
+    if api not in _APIS:
+        raise ValueError(
+            f"{fn}: api must be one of {', '.join(map(repr, _APIS))} (the front end to "
+            f"build), got {api!r}."
+        )
+    _checks.method(fn, method)
+    torch = _torch_for(fn, module)
+    if isinstance(module.weight, torch.nn.parameter.UninitializedParameter):
+        raise ValueError(
+            f"{fn}: module is a lazy {type(module).__name__} whose weight is not initialised "
+            f"yet; call it once on an input (module(x)) so that it knows in_channels, then "
+            f"convert it."
+        )
+    if module.padding_mode != "zeros":
+        raise ValueError(
+            f"{fn}: module.padding_mode must be 'zeros', the only mode PyTorch's "
+            f"{type(module).__name__} runs (its forward raises for any other), got "
+            f"{module.padding_mode!r}. Set module.padding_mode = 'zeros' if that is what "
+            f"the module computed."
+        )
+    n = len(module.kernel_size)
+    k = _checks.ints(fn, "module.kernel_size", module.kernel_size, n, minimum=1)
+    g = _checks.positive_int(fn, "module.groups", module.groups)
+    geometry: dict[str, Any] = dict(
+        kernel_size=k, strides=_checks.ints(fn, "module.stride", module.stride, n, minimum=1),
+        padding=_checks.ints(fn, "module.padding", module.padding, n, minimum=0),
+        output_padding=_checks.ints(fn, "module.output_padding", module.output_padding, n,
+                                    minimum=0),
+        dilation=_checks.ints(fn, "module.dilation", module.dilation, n, minimum=1), groups=g)
+    c_in, c_out = int(module.in_channels), int(module.out_channels)
+    shape = (c_in, c_out // g, *k)
+    if tuple(module.weight.shape) != shape:
+        raise ValueError(
+            f"{fn}: module.weight has shape {tuple(module.weight.shape)}, but in_channels="
+            f"{c_in}, out_channels={c_out}, groups={g} and kernel_size={k} make it "
+            f"(in_channels, out_channels // groups, *kernel_size) = {shape}."
+        )
+    if module.bias is not None and tuple(module.bias.shape) != (c_out,):
+        raise ValueError(f"{fn}: module.bias has shape {tuple(module.bias.shape)}, not "
+                         f"(out_channels,) = ({c_out},).")
+    weight = _torch_array(module.weight)
+    bias = None if module.bias is None else _torch_array(module.bias)
+    try:
+        return _build_layer(api, n, c_in, c_out, geometry, weight, bias, method)
+    except ValueError as e:
+        raise ValueError(
+            f"{fn}: the module's configuration has no jax_tconv layer (PyTorch's forward "
+            f"refuses it too): {e}"
+        ) from e
+
+
+def _build_layer(api: str, n: int, c_in: int, c_out: int, geometry: dict[str, Any],
+                 weight: np.ndarray, bias: np.ndarray | None, method: str) -> Any:
+    """The `api`'s ConvTranspose with `geometry`, holding PyTorch's `weight` and `bias`."""
+    import jax
+    import jax.numpy as jnp
+
+    use_bias = bias is not None
+    if api == "equinox":
+        from jax_tconv.nn import equinox as teqx  # imports Equinox: only here
+
+        k = geometry.pop("kernel_size")
+        geometry["stride"] = geometry.pop("strides")
+        return teqx.with_arrays(
+            lambda: teqx.ConvTranspose(n, c_in, c_out, k, **geometry, use_bias=use_bias,
+                                       dtype=weight.dtype, method=method,
+                                       key=jax.random.key(0)),
+            jnp.asarray(weight), None if bias is None else jnp.asarray(bias).reshape(
+                (c_out, *(1,) * n)))
+    params = from_torch(weight, bias)
+    if api == "linen":
+        from jax_tconv.nn import linen
+
+        layer = linen.ConvTranspose(features=c_out, **geometry, use_bias=use_bias,
+                                    param_dtype=weight.dtype, method=method)
+        return layer, {"params": {name: jnp.asarray(a) for name, a in params.items()}}
+    from flax import nnx
+
+    from jax_tconv.nn import nnx as tnnx
+
+    def given(name: str):  # initialises a parameter with the module's array: nothing drawn
+        return lambda key, shape, dtype: jnp.asarray(params[name], dtype)
+
+    return tnnx.ConvTranspose(c_in, c_out, **geometry, use_bias=use_bias,
+                              kernel_init=given("kernel"), bias_init=given("bias"),
+                              param_dtype=weight.dtype, method=method, rngs=nnx.Rngs(0))
+
+
+def to_torch_module(layer: Any, *, variables: Mapping[str, Any] | None = None) -> Any:
+    """The PyTorch ``ConvTranspose{1,2,3}d`` equal to a jax_tconv ConvTranspose layer.
+
+    The reverse of `from_torch_module`: a new CPU module with the layer's
+    channels, kernel size, stride, dilation, groups and bias, holding copies of
+    its weight and bias in their dtype, whose output equals the layer's. The
+    layer's padding becomes PyTorch's symmetric padding: a pair ``(lo, hi)``
+    is ``padding=lo`` with ``hi - lo`` less output padding, ``'VALID'`` is 0,
+    and ``'SAME'`` is resolved (lax's split, the odd element at the end).
+    ``method``, ``precision`` and the computation ``dtype`` say how JAX
+    computes and have no PyTorch counterpart. Torch's random generator is not
+    touched.
+
+    Args:
+      layer: a `jax_tconv.nn.linen.ConvTranspose`, `jax_tconv.nn.nnx.ConvTranspose`
+        or `jax_tconv.nn.equinox.ConvTranspose`.
+      variables: a linen layer's variables, ``{'params': {'kernel', 'bias'?}}``
+        (what ``layer.init`` returns); None for nnx and Equinox layers, which
+        hold their parameters.
+
+    Returns:
+      A ``torch.nn.ConvTranspose{n}d`` (``n`` = 1, 2 or 3) with ``requires_grad``
+      parameters.
+
+    Raises:
+      TypeError: `layer` is not one of those layers (Flax's or Equinox's own
+        ConvTranspose: convert them with `from_flax` / `from_equinox` first).
+      ValueError: `variables` missing or given where not wanted, or a layer
+        that no torch module computes: ``padding_mode`` other than ``'zeros'``
+        (PyTorch's ConvTranspose runs no other), padding that crops more at
+        the high end than the low one beyond what output padding makes up
+        (``'SAME'`` with an odd total among them), more than 3 spatial
+        dimensions.
+
+    Example:
+      >>> import numpy as np, torch
+      >>> from flax import nnx
+      >>> from jax_tconv import interop
+      >>> from jax_tconv.nn import nnx as tnnx
+      >>> layer = tnnx.ConvTranspose(4, 6, (3, 3), strides=2, padding=((1, 0), (1, 0)),
+      ...                            groups=2, rngs=nnx.Rngs(0))
+      >>> module = interop.to_torch_module(layer)
+      >>> module.padding, module.output_padding            # (1, 0): crop 1 low, 0 high
+      ((1, 1), (1, 1))
+      >>> x = np.ones((1, 4, 5, 5), np.float32)
+      >>> with torch.no_grad():
+      ...     y = module(torch.from_numpy(x)).numpy()
+      >>> bool(np.allclose(y, np.moveaxis(layer(np.moveaxis(x, 1, -1)), -1, 1), atol=1e-5))
+      True
+    """
+    fn = "to_torch_module"
+    config, c_in, weight, bias = _layer_parts(fn, layer, variables)
+    n = config.num_spatial
+    if config.padding_mode != "zeros":
+        raise ValueError(
+            f"{fn}: the layer has padding_mode={config.padding_mode!r}, the adjoint of a "
+            f"convolution padded that way; PyTorch's ConvTranspose runs only "
+            f"padding_mode='zeros' (its constructor raises for any other), so no torch module "
+            f"computes it."
+        )
+    if n > 3:
+        raise ValueError(
+            f"{fn}: PyTorch has ConvTranspose1d, 2d and 3d only; the layer has {n} spatial "
+            f"dimensions."
+        )
+    s = _checks.ints(fn, "strides", config.strides, n, minimum=1)
+    d = _checks.ints(fn, "dilation", config.dilation, n, minimum=1)
+    pads, op = _resolved_padding(fn, config, s, d)
+    padding, output_padding = [], []
+    for j, ((lo, hi), sj, dj, opj) in enumerate(zip(pads, s, d, op)):
+        extra = opj + lo - hi
+        if not 0 <= extra < max(sj, dj):
+            raise ValueError(
+                f"{fn}: the layer's padding {config.padding!r} crops ({lo}, {hi}) in spatial "
+                f"dimension {j}, with output_padding {opj}; PyTorch crops its padding p from "
+                f"both ends and adds output_padding at the high end, so it needs 0 <= "
+                f"output_padding + lo - hi = {extra} < max(stride, dilation) = {max(sj, dj)}. "
+                f"No torch ConvTranspose module computes this layer."
+            )
+        padding.append(lo)
+        output_padding.append(extra)
+    return _torch_module(c_in, config.features, config.kernel_size, s, tuple(padding),
+                         tuple(output_padding), d, config.groups, weight, bias)
+
+
+def _resolved_padding(fn: str, config: Any, s: tuple[int, ...], d: tuple[int, ...]
+                      ) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
+    """A layer's ``(lo, hi)`` pairs and output padding; 'SAME' resolved as the layers do.
+
+    'SAME' is the forward conv's SAME padding for an input of size ``i*s``:
+    ``max(d*(k - 1) + 1 - s, 0)`` in total, the smaller half first, with the
+    output padding that reaches ``i*s``, ``max(s - d*(k - 1) - 1, 0)``
+    (neither depends on ``i``). 'VALID' is no padding.
+    """
+    n = config.num_spatial
+    op = _checks.ints(fn, "output_padding", config.output_padding, n, minimum=0)
+    pairs = padding_pairs(fn, config.padding, n)
+    if pairs == "VALID":
+        return ((0, 0),) * n, op
+    if pairs == "SAME":  # the layer refuses output_padding with 'SAME'
+        pads, op_same = [], []
+        for kj, sj, dj in zip(config.kernel_size, s, d):
+            reach = dj * (kj - 1) + 1
+            total = max(reach - sj, 0)
+            pads.append((total // 2, total - total // 2))
+            op_same.append(max(sj - reach, 0))
+        return tuple(pads), tuple(op_same)
+    assert not isinstance(pairs, str)
+    return pairs, op
+
+
+def _layer_parts(fn: str, layer: Any, variables: Any):
+    """``(config, C_in, weight (C_in, C_out // g, *k), bias (C_out,) or None)`` of a layer."""
+    import sys
+
+    kind = None
+    for api in _APIS:
+        front = sys.modules.get(f"jax_tconv.nn.{api}")  # a layer means its module is loaded
+        if front is not None and isinstance(layer, front.ConvTranspose):
+            kind = api
+        elif front is not None and isinstance(layer, tuple(getattr(front, c) for c in (
+                "ResizeConv", "SubPixelConv", "PixelShuffle"))):
+            raise TypeError(
+                f"{fn}: layer must be a jax_tconv ConvTranspose, got {api} "
+                f"{type(layer).__name__}, which no torch ConvTranspose module computes."
+            )
+    if kind is None:
+        origin = type(layer).__module__.split(".")[0]
+        hint = {"flax": " (Flax's own: convert it with jax_tconv.interop.from_flax first)",
+                "equinox": " (Equinox's own: convert it with jax_tconv.interop.from_equinox "
+                           "first)"}.get(origin, "")
+        raise TypeError(
+            f"{fn}: layer must be a jax_tconv.nn.linen, nnx or equinox ConvTranspose, got "
+            f"{type(layer).__module__}.{type(layer).__name__}{hint}."
+        )
+    if kind == "linen":
+        if not isinstance(variables, Mapping) or "params" not in variables:
+            got = "None" if variables is None else (
+                f"keys {sorted(variables)}" if isinstance(variables, Mapping)
+                else type(variables).__name__)
+            raise ValueError(
+                f"{fn}: a linen layer holds no parameters; pass variables= its variables "
+                f"{{'params': {{'kernel', 'bias'}}}} (what layer.init returns), got {got}."
+            )
+        config = layer._config()
+        state = to_torch(variables["params"])
+        if layer.use_bias != ("bias" in state):
+            raise ValueError(
+                f"{fn}: the layer has use_bias={layer.use_bias} but variables['params'] "
+                f"{'lacks' if layer.use_bias else 'holds'} a 'bias'."
+            )
+        weight, bias = state["weight"], state.get("bias")
+    else:
+        if variables is not None:
+            raise ValueError(
+                f"{fn}: an {kind} layer holds its parameters; pass variables=None, got "
+                f"{type(variables).__name__}."
+            )
+        config = layer.config
+        if kind == "nnx":
+            state = to_torch(layer)
+            weight, bias = state["weight"], state.get("bias")
+        else:
+            weight = np.asarray(layer.weight)
+            bias = None if layer.bias is None else np.asarray(layer.bias).reshape(-1)
+    n, g = config.num_spatial, config.groups
+    expected = (config.kernel_size, config.features // g)
+    if weight.ndim != n + 2 or (tuple(weight.shape[2:]), weight.shape[1]) != expected:
+        raise ValueError(
+            f"{fn}: the layer's weight has shape {weight.shape} (PyTorch's layout), not "
+            f"(C_in, features // groups = {expected[1]}, *kernel_size = {expected[0]})."
+        )
+    if bias is not None and bias.shape != (config.features,):
+        raise ValueError(f"{fn}: the layer's bias has shape {bias.shape}, not "
+                         f"(features,) = ({config.features},).")
+    return config, weight.shape[0], weight, bias
+
+
+def _torch_module(c_in, c_out, k, s, padding, output_padding, d, groups, weight, bias):
+    """A ``torch.nn.ConvTranspose{n}d`` holding copies of `weight` and `bias`.
+
+    Built on the meta device and then allocated, so torch's initialisation
+    draws no random numbers.
+    """
+    import jax.numpy as jnp
+    import torch
+
+    def tensor(a: np.ndarray):
+        if a.dtype == jnp.bfloat16:
+            return torch.from_numpy(a.astype(np.float32)).to(torch.bfloat16)
+        return torch.from_numpy(np.array(a, copy=True))
+
+    w = tensor(weight)
+    cls = (torch.nn.ConvTranspose1d, torch.nn.ConvTranspose2d,
+           torch.nn.ConvTranspose3d)[len(k) - 1]
+    module = cls(c_in, c_out, tuple(k), stride=tuple(s), padding=padding,
+                 output_padding=output_padding, groups=groups, bias=bias is not None,
+                 dilation=tuple(d), dtype=w.dtype, device="meta").to_empty(device="cpu")
+    with torch.no_grad():
+        module.weight.copy_(w)
+        if bias is not None:
+            module.bias.copy_(tensor(bias))
+    return module

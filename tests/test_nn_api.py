@@ -12,7 +12,8 @@ from jax_tconv.nn import linen, nnx
 FUNCTIONS = [
     nn.pixel_shuffle, nn.pixel_unshuffle, initializers.bilinear, initializers.icnr,
     checkerboard.overlap_map, interop.from_torch, interop.to_torch, interop.load_params,
-    interop.from_flax, interop.from_equinox, nn.adjoint,
+    interop.from_flax, interop.from_equinox, interop.from_torch_module,
+    interop.to_torch_module, nn.adjoint,
 ]
 CLASSES = ["ConvTranspose", "ResizeConv", "SubPixelConv", "PixelShuffle"]
 

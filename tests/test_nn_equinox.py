@@ -190,6 +190,21 @@ def test_dtype_is_the_parameters():
     assert call(layer, normal((2, 4))).dtype == jnp.float32          # promoted, as Flax's layers
 
 
+@pytest.mark.parametrize("mode", ["zeros", "circular", "reflect", "replicate"])
+def test_padding_mode_in_equinox_spelling(mode):
+    """Equinox's own names ('CIRCULAR', ...), in any case, are the lower-case modes."""
+    def make(spelling):
+        return filled(lambda: teqx.ConvTranspose(2, 3, 2, (3, 2), stride=2, padding=1,
+                                                 padding_mode=spelling, key=jax.random.key(0)))
+
+    x = normal((3, 5, 4), 7)
+    reference = make(mode)
+    for spelling in (mode.upper(), mode.capitalize()):
+        layer = make(spelling)
+        assert layer.config.padding_mode == mode
+        np.testing.assert_array_equal(layer(x), reference(x))
+
+
 def test_errors_name_the_layer_and_say_what_to_do():
     key = jax.random.key(0)
     layer = teqx.ConvTranspose(2, 3, 2, 3, key=key)
@@ -208,10 +223,16 @@ def test_errors_name_the_layer_and_say_what_to_do():
     with pytest.raises(ValueError, match=r"ConvTranspose: kernel_size must be an int or a "
                                          r"sequence of 2 ints"):
         teqx.ConvTranspose(2, 3, 2, (3, 3, 3), key=key)
-    with pytest.raises(ValueError, match=r"ConvTranspose: unknown padding_mode 'CIRCULAR'; "
+    with pytest.raises(ValueError, match=r"^ConvTranspose: unknown padding_mode 'SYMMETRIC'; "
                                          r"choose one of 'zeros', 'circular', 'reflect', "
-                                         r"'replicate'.*\('CIRCULAR' is 'circular' here\)"):
-        teqx.ConvTranspose(2, 3, 2, 3, padding_mode="CIRCULAR", key=key)
+                                         r"'replicate' \(in any case: PyTorch's names, "
+                                         r"Equinox's 'ZEROS', 'CIRCULAR', ...\)"):
+        teqx.ConvTranspose(2, 3, 2, 3, padding_mode="SYMMETRIC", key=key)
+    with pytest.raises(ValueError, match=r"^ConvTranspose: unknown padding_mode 'WRAP'.*"
+                                         r"\('WRAP' is 'circular' here\)"):
+        teqx.ConvTranspose(2, 3, 2, 3, padding_mode="WRAP", key=key)
+    with pytest.raises(TypeError, match=r"^ConvTranspose: padding_mode must be a string"):
+        teqx.ConvTranspose(2, 3, 2, 3, padding_mode=None, key=key)
     with pytest.raises(ValueError, match=r"ResizeConv: num_spatial_dims must be >= 1, got 0"):
         teqx.ResizeConv(0, 3, 2, 3, key=key)
     with pytest.raises(ValueError, match=r"SubPixelConv: upscale_factor must be >= 1"):

@@ -50,7 +50,8 @@ def test_the_walk_sees_the_api():
                  "jax_tconv.nn.nnx.ConvTranspose.__init__", "jax_tconv.nn.linen.ConvTranspose.__call__",
                  "jax_tconv.initializers.icnr", "jax_tconv.nn.pixel_shuffle",
                  "jax_tconv.operator_norm", "jax_tconv.nn.adjoint",
-                 "jax_tconv.interop.from_equinox"):
+                 "jax_tconv.interop.from_equinox", "jax_tconv.interop.from_torch_module",
+                 "jax_tconv.interop.to_torch_module"):
         assert name in PUBLIC, name
 
 
@@ -86,11 +87,11 @@ def test_typed_package():
     assert (importlib.resources.files("jax_tconv") / "py.typed").is_file()
 
 
-def test_import_needs_no_flax_and_no_optax():
+def test_import_needs_no_flax_no_optax_and_no_torch():
     code = ("import sys, jax_tconv; import jax.numpy as jnp;"
             "jax_tconv.conv_transpose(jnp.ones((1, 2, 2, 1)), jnp.ones((3, 3, 1, 1)));"
             "jax_tconv.checkerboard.overlap_map((3,), 2, input_shape=(4,), kind='resize');"
-            "print(sorted(m for m in ('flax', 'optax') if m in sys.modules));"
+            "print(sorted(m for m in ('flax', 'optax', 'torch') if m in sys.modules));"
             "from jax_tconv.nn import linen; print('flax' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["[]", "True"], out

@@ -174,9 +174,10 @@ class ConvTranspose(_Upsampling):
       output_padding: extra size at the high end, ``< max(stride, dilation)``.
       groups: divides both channel counts.
       padding_mode: what the forward conv's padding holds: ``"zeros"``,
-        ``"circular"``, ``"reflect"`` or ``"replicate"`` (PyTorch's names, as in
-        `jax_tconv.conv_transpose`; ``equinox.nn.Conv``'s ``padding_mode`` in
-        lower case).
+        ``"circular"``, ``"reflect"`` or ``"replicate"``, in any case: PyTorch's
+        names (as in `jax_tconv.conv_transpose`) or ``equinox.nn.Conv``'s
+        ``'ZEROS'``, ``'CIRCULAR'``, ``'REFLECT'``, ``'REPLICATE'``. The layer
+        keeps the lower-case name (``config.padding_mode``).
       use_bias: add a bias ``(out_channels, 1, ..., 1)``.
       dtype: the parameters' dtype (default float32, float64 under x64); the
         computation promotes input and parameters.
@@ -210,7 +211,8 @@ class ConvTranspose(_Upsampling):
                                    output_padding, dilation)
         self.config = _common.transpose_config(
             name, features=out_channels, kernel_size=k, **geometry, groups=groups,
-            precision=precision, dtype=None, method=method, padding_mode=padding_mode)
+            precision=precision, dtype=None, method=method,
+            padding_mode=_checks.padding_mode(name, padding_mode, any_case=True))
         _common.check_transpose(self.config, in_channels)
         self.num_spatial_dims, self.in_channels, self.out_channels = n, in_channels, out_channels
         self.weight, self.bias = _init(key, (in_channels, out_channels // groups, *k),
