@@ -40,6 +40,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -171,39 +172,47 @@ def worker_command(args, pid: int, port: int) -> list[str]:
             "--num-processes", str(args.processes), "--process-id", str(pid), *keep]
 
 
-def launch(args) -> list[subprocess.Popen]:
+def launch(args, logs) -> list[subprocess.Popen]:
+    """Start the worker processes; each writes its stdout and stderr to its pair of `logs`."""
     port = free_port()
     flags = re.sub(r"--xla_force_host_platform_device_count=\S+", "",
                    os.environ.get("XLA_FLAGS", ""))
     env = dict(os.environ, JAX_PLATFORMS="cpu",
                XLA_FLAGS=f"{flags} --xla_force_host_platform_device_count="
                          f"{args.local_devices}".strip())
-    return [subprocess.Popen(worker_command(args, pid, port), env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-            for pid in range(args.processes)]
+    return [subprocess.Popen(worker_command(args, pid, port), env=env, stdout=out, stderr=err)
+            for pid, (out, err) in zip(range(args.processes), logs)]
 
 
-def collect(procs, timeout: float) -> None:
-    """Wait for every worker; relay its output; exit with its error if one failed."""
-    deadline = time.monotonic() + timeout
+def collect(procs, logs) -> None:
+    """Wait for every worker; relay its output; exit with its error if one failed.
+
+    No time limit: a slower machine only waits longer. A worker that fails would
+    leave the others waiting for it in their next collective, so the first failure
+    stops them all, and it is the one reported.
+    """
     failed = None
-    for pid, proc in enumerate(procs):
-        try:
-            out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            for p in procs:
-                p.kill()
-            out, err = proc.communicate()
-            err += f"\n(killed after {timeout:.0f} s)"
-        for line in out.splitlines():
-            if not line.startswith("process"):
-                continue
-            print(f"  {line.split('; wrote')[0]}")
-        if proc.returncode and failed is None:
-            failed = (pid, proc.returncode, err)
-    if failed:
-        pid, code, err = failed
-        raise SystemExit(f"process {pid} failed (exit {code}):\n{err[-4000:]}")
+    while True:
+        codes = [proc.poll() for proc in procs]          # every one, each time
+        if failed is None:
+            failed = next((pid for pid, code in enumerate(codes) if code), None)
+        if all(code is not None for code in codes):
+            break
+        if failed is not None:
+            for proc, code in zip(procs, codes):
+                if code is None:
+                    proc.kill()
+        time.sleep(0.2)
+    for out, _ in logs:
+        out.seek(0)
+        for line in out.read().splitlines():
+            if line.startswith("process"):
+                print(f"  {line.split('; wrote')[0]}")
+    if failed is not None:
+        err = logs[failed][1]
+        err.seek(0)
+        raise SystemExit(f"process {failed} failed (exit {procs[failed].returncode}):\n"
+                         f"{err.read()[-4000:]}")
 
 
 def load(path: Path):
@@ -237,7 +246,10 @@ def launcher(args, p) -> dict:
         old.unlink()
     print(f"{args.processes} processes x {args.local_devices} CPU devices, coordinator on "
           f"127.0.0.1; global batch {args.batch}, {args.steps} steps")
-    procs = launch(args)
+    # Files, not pipes: nobody reads a worker's output until it ends, and a pipe can fill.
+    logs = [(tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+"))
+            for _ in range(args.processes)]
+    procs = launch(args, logs)
     try:
         # Meanwhile, the same training in this process alone, on one device.
         if args.x64:
@@ -251,7 +263,10 @@ def launcher(args, p) -> dict:
             desc="1 process")
         ref_seconds = time.perf_counter() - t0
     finally:
-        collect(procs, args.timeout)
+        collect(procs, logs)
+        for files in logs:
+            for f in files:
+                f.close()
     paths = sorted(args.out.glob(f"{NAME}_process*.npz"))
     runs = [load(path) for path in paths]
     losses, weights = runs[0]
@@ -326,7 +341,6 @@ def main(argv=None):
                    help="largest disagreement of the final weights with one process, as a "
                         "share of their change in training, reported as equal (default: 0.1 "
                         "in float32, 1e-10 with --x64)")
-    p.add_argument("--timeout", type=float, default=600, help="seconds to wait for the processes")
     args = _common.parse(p, argv)
     if args.cluster:
         return worker(args)
