@@ -191,7 +191,7 @@ def test_tune_measures_and_runs_the_mode(tmp_path, monkeypatch):
     monkeypatch.setattr(_tune, "_MEMORY", {})
     seen = []
 
-    def fake(spec, dtype, *, rounds=None):
+    def fake(spec, dtype, *, rounds=None, fn="tune_choice"):
         seen.append(spec.padding_mode)
         return {"choice": "dilated+cl", "candidates": {"dilated+cl": {
             "fwd_bwd_ms": 1.0, "fwd_ms": 0.5, "note": ""}}, "rounds": 1, "seconds": 0.0,

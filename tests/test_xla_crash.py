@@ -22,7 +22,7 @@ from jax.extend import core as jex_core
 
 import jax_tconv
 from jax_tconv import _operand_swap as swap
-from jax_tconv._bench import SUITE
+from jax_tconv._suite import SUITE
 from jax_tconv._spec import transpose_spec
 
 HUNT = pathlib.Path(__file__).with_name("crash_hunt.py")
