@@ -20,7 +20,6 @@ import dataclasses
 import argparse
 import functools
 import json
-import textwrap
 import math
 import os
 import pathlib
@@ -35,6 +34,7 @@ import numpy as np
 from jax import lax
 
 import jax_tconv
+from jax_tconv.__main__ import HelpFormatter, wrap  # the package's CLI style
 from jax_tconv._spec import transpose_spec
 from jax_tconv._suite import SUITE, Layer
 
@@ -612,27 +612,12 @@ MODEL_FILES = (
 )
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
-                     argparse.RawDescriptionHelpFormatter):
-    """Every option's default in its help, except where there is none to show (a flag, None);
-    descriptions and epilogs keep their line breaks (written wrapped with ``_wrap``)."""
-
-    def _get_help_string(self, action):
-        if action.default is None or action.nargs == 0:
-            return action.help
-        return super()._get_help_string(action)
-
-
-def _wrap(text: str) -> str:
-    return textwrap.fill(" ".join(text.split()), width=78)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python benchmarks/bench.py``."""
     files = "\n".join(f"  OUT/{name:<12s}{what}" for name, what in BENCH_FILES + MODEL_FILES)
     bench = argparse.ArgumentParser(
-        prog="python benchmarks/bench.py", formatter_class=_HelpFormatter,
-        description=_wrap(
+        prog="python benchmarks/bench.py", formatter_class=HelpFormatter,
+        description=wrap(
             "Time, round-robin (one call of each contestant per round), every method, 'auto', "
             "lax.conv_transpose, Flax's nn.ConvTranspose, PyTorch's conv_transpose{1,2,3}d "
             "(when torch is installed) and the anchor, the forward strided convolution whose "

@@ -16,10 +16,10 @@ MOVED = ("python -m jax_tconv bench: the comparison benchmark (against PyTorch, 
          "has the measured results.")
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
                      argparse.RawDescriptionHelpFormatter):
     """Every option's default in its help, except where there is none to show (a flag, None);
-    descriptions and epilogs keep their line breaks (written wrapped with ``_wrap``)."""
+    descriptions and epilogs keep their line breaks (written wrapped with ``wrap``)."""
 
     def _get_help_string(self, action):
         if action.default is None or action.nargs == 0:
@@ -27,15 +27,15 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
         return super()._get_help_string(action)
 
 
-def _wrap(text: str) -> str:
+def wrap(text: str) -> str:
     return textwrap.fill(" ".join(text.split()), width=78)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line's parser."""
     parser = argparse.ArgumentParser(
-        prog="python -m jax_tconv", formatter_class=_HelpFormatter,
-        description=_wrap(
+        prog="python -m jax_tconv", formatter_class=HelpFormatter,
+        description=wrap(
             "Without a command: check every transposed-convolution method against the NumPy "
             "reference on the current JAX backend (forward and gradients), with compile and "
             "run times; exits 1 on a mismatch. 'tune': fill method='tune''s cache for the "
