@@ -3,8 +3,9 @@
 Each check takes the name of the function (or layer) the user called, so its
 message says where the bad value went in, states the rule, shows the value,
 and raises `TypeError` for a wrong kind of value and `ValueError` for a value
-out of range. `_spec` builds the geometry on top of these; the layers,
-initializers and pixel shuffle call them directly.
+out of range. `_spec` builds the geometry on top of these (the padding, the
+dimension numbers and the dtypes are parsed here); the layers, initializers and
+pixel shuffle call them directly.
 """
 
 from __future__ import annotations
@@ -13,13 +14,17 @@ import operator
 from collections.abc import Sequence
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 #: The formulations `method=` accepts besides "auto" and "tune", in a stable order.
 METHODS = ("vjp", "matmul", "dilated", "phase")
 #: Everything `method=` accepts: "auto" (a fixed rule per backend), "tune" (measured
 #: once per configuration, then cached) and the formulations.
 ACCEPTED_METHODS = ("auto", "tune", *METHODS)
+
+Pairs = tuple[tuple[int, int], ...]
 
 
 def as_int(fn: str, name: str, value: Any) -> int:
@@ -160,3 +165,160 @@ def mode_padding(fn: str, mode: str, pads: Sequence[tuple[int, int]], sizes: Seq
             f"padding {(lo, hi)} in spatial dimension {j}, where {what} has size {size}. "
             f"Reduce the padding, or use padding_mode='replicate' (any padding)."
         )
+
+
+def default_dimension_numbers(num_spatial: int) -> tuple[str, str, str]:
+    """Channels-last specs for `num_spatial` dims: ('NHWC', 'HWIO', 'NHWC') in 2-D."""
+    if num_spatial <= 3:
+        sp = "DHW"[3 - num_spatial :]
+    else:  # lax accepts any distinct letters; keep them readable.
+        sp = "".join(chr(ord("a") + j) for j in range(num_spatial))
+    return (f"N{sp}C", f"{sp}IO", f"N{sp}C")
+
+
+# ----------------------------------------------------------------------------
+# Validators of the arguments `_spec` parses (padding, layouts, dtypes). Each raises one
+# message naming the function and argument.
+
+
+def pairs(pads) -> Pairs:
+    """lax's padding lists as a hashable tuple of ``(lo, hi)`` int pairs."""
+    return tuple((int(lo), int(hi)) for lo, hi in pads)
+
+
+def padding_pairs(fn: str, padding: Any, n: int, *, negative_ok: bool = False) -> Pairs | str:
+    """'SAME'/'VALID' (upper-cased), or one (lo, hi) per dimension (>= 0 unless negative_ok)."""
+    if isinstance(padding, str):
+        mode = padding.upper()
+        if mode not in ("SAME", "VALID"):
+            raise ValueError(
+                f"{fn}: padding string must be 'SAME' or 'VALID' (any case, as in lax), "
+                f"got {padding!r}."
+            )
+        return mode
+    if isinstance(padding, Sequence):
+        if len(padding) != n:
+            raise ValueError(
+                f"{fn}: padding must be an int, 'SAME', 'VALID', or a sequence of {n} "
+                f"ints or (lo, hi) pairs (one per spatial dimension), got {padding!r}."
+            )
+        pairs = []
+        for p in padding:
+            if isinstance(p, Sequence) and not isinstance(p, str):
+                if len(p) != 2:
+                    raise ValueError(
+                        f"{fn}: each padding pair must be (lo, hi), got {p!r} in {padding!r}."
+                    )
+                pairs.append((as_int(fn, "padding", p[0]),
+                              as_int(fn, "padding", p[1])))
+            else:
+                v = as_int(fn, "padding", p)
+                pairs.append((v, v))
+        out = tuple(pairs)
+    else:
+        v = as_int(fn, "padding", padding)
+        out = ((v, v),) * n
+    if not negative_ok and any(v < 0 for pair in out for v in pair):
+        raise ValueError(f"{fn}: padding must be >= 0, got {padding!r}.")
+    return out
+
+
+def dimension_numbers(fn: str, dimension_numbers: Any, x_ndim: int, w_ndim: int):
+    if x_ndim != w_ndim:
+        raise ValueError(
+            f"{fn}: x and w must have the same rank (batch + channel + spatial dims), "
+            f"got x.ndim={x_ndim} and w.ndim={w_ndim}."
+        )
+    if x_ndim < 3:
+        raise ValueError(
+            f"{fn}: x must have rank >= 3 (batch, channels and at least one spatial "
+            f"dimension), got rank {x_ndim}; add a batch axis with x[None] if needed."
+        )
+    if dimension_numbers is None:
+        dimension_numbers = default_dimension_numbers(x_ndim - 2)
+    if isinstance(dimension_numbers, lax.ConvDimensionNumbers):
+        specs = tuple(dimension_numbers)
+        if not all(sorted(s) == list(range(x_ndim)) for s in specs):
+            raise ValueError(
+                f"{fn}: dimension_numbers {dimension_numbers!r} must hold three "
+                f"permutations of range({x_ndim})."
+            )
+        return dimension_numbers
+    if (
+        not isinstance(dimension_numbers, Sequence)
+        or len(dimension_numbers) != 3
+        or not all(isinstance(s, str) for s in dimension_numbers)
+    ):
+        raise TypeError(
+            f"{fn}: dimension_numbers must be None, a lax.ConvDimensionNumbers, or a "
+            f"tuple of three strings such as ('NHWC', 'HWIO', 'NHWC'), got {dimension_numbers!r}."
+        )
+    lhs, rhs, out = dimension_numbers
+    ok = (
+        all(len(s) == x_ndim for s in dimension_numbers)
+        and len(set(lhs)) == len(lhs)
+        and set(lhs) == set(out)
+        and "N" in lhs and "C" in lhs
+        and len(set(rhs)) == len(rhs)
+        and "O" in rhs and "I" in rhs
+        and set(rhs) - {"O", "I"} == set(lhs) - {"N", "C"}
+    )
+    if not ok:
+        raise ValueError(
+            f"{fn}: malformed dimension_numbers {tuple(dimension_numbers)!r} for rank-{x_ndim} "
+            f"arrays. Rule: three strings of length {x_ndim}; the input and output specs "
+            f"use 'N', 'C' and one letter per spatial dimension, the kernel spec 'O', 'I' "
+            f"and the same spatial letters, e.g. {default_dimension_numbers(x_ndim - 2)!r}."
+        )
+    return lax.conv_dimension_numbers((0,) * x_ndim, (0,) * x_ndim, tuple(dimension_numbers))
+
+
+def dtypes(fn: str, x, w) -> None:
+    """x and w: one floating-point or complex dtype (lax's rule; no silent promotion)."""
+    both = f"x.dtype={x.dtype} and w.dtype={w.dtype}"
+    if not (jnp.issubdtype(x.dtype, jnp.inexact) and jnp.issubdtype(w.dtype, jnp.inexact)):
+        raise TypeError(
+            f"{fn}: x and w must be floating point or complex, got {both}; cast the "
+            f"integer one(s) to a float dtype, e.g. x.astype(jnp.float32)."
+        )
+    if x.dtype != w.dtype:
+        common = jnp.promote_types(x.dtype, w.dtype).name
+        raise TypeError(
+            f"{fn}: x and w must have the same dtype, got {both}; cast both to one, e.g. "
+            f"x.astype(jnp.{common}) and w.astype(jnp.{common}). Use preferred_element_type "
+            f"to choose the accumulation/output dtype."
+        )
+
+
+def preferred_element_type(fn: str, preferred_element_type, dtype) -> None:
+    """lax's rule: the same kind (floating or complex) as x and at least as wide."""
+    if preferred_element_type is None:
+        return
+    kind = jnp.complexfloating if jnp.issubdtype(dtype, jnp.complexfloating) else jnp.floating
+    try:
+        pet = jnp.dtype(preferred_element_type)
+    except TypeError:
+        pet = None
+    if pet is None or not jnp.issubdtype(pet, kind) or pet.itemsize < dtype.itemsize:
+        raise TypeError(
+            f"{fn}: preferred_element_type must be a {kind.__name__} dtype at least as wide "
+            f"as x's {dtype} (it sets the accumulation and output dtype), got "
+            f"{preferred_element_type!r}."
+        )
+
+
+def layout_hint(dimension_numbers, n: int, *, transpose: bool) -> str:
+    """How to fix a channel mismatch that comes from a layout mix-up."""
+    if n > 3:
+        return " Check w's layout against dimension_numbers."
+    sp = "DHW"[3 - n:]
+    torch_dn = (f"NC{sp}", f"OI{sp}", f"NC{sp}")
+    given = (f"dimension_numbers={tuple(dimension_numbers)!r}" if dimension_numbers is not None
+             else f"the default layout {default_dimension_numbers(n)!r}")
+    what = "ConvTranspose" if transpose else "Conv"
+    hint = (f" The arrays were read with {given}. If x is channels-first (PyTorch's layout) "
+            f"and w a PyTorch {what}{n}d weight, pass dimension_numbers={torch_dn!r}")
+    if transpose:
+        hint += ("; for channels-last x, convert a PyTorch weight with "
+                 "jax_tconv.interop.from_torch(weight, bias)['kernel']")
+    return hint + "."

@@ -33,8 +33,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from jax_tconv import _checks
+from jax_tconv._checks import Pairs as Pairs
+from jax_tconv._checks import default_dimension_numbers as default_dimension_numbers
 
-Pairs = tuple[tuple[int, int], ...]
 
 def forward_padding(padding: Pairs, strides: Sequence[int],
                     output_padding: Sequence[int]) -> Pairs:
@@ -61,15 +62,6 @@ def maybe_broadcast(value: Any, n: int) -> tuple[int, ...]:
 def shaped(a: Any) -> Any:
     """`a` as an array, or as it is if it is a `jax.ShapeDtypeStruct` (only its shape is read)."""
     return a if isinstance(a, jax.ShapeDtypeStruct) else jnp.asarray(a)
-
-
-def default_dimension_numbers(num_spatial: int) -> tuple[str, str, str]:
-    """Channels-last specs for `num_spatial` dims: ('NHWC', 'HWIO', 'NHWC') in 2-D."""
-    if num_spatial <= 3:
-        sp = "DHW"[3 - num_spatial :]
-    else:  # lax accepts any distinct letters; keep them readable.
-        sp = "".join(chr(ord("a") + j) for j in range(num_spatial))
-    return (f"N{sp}C", f"{sp}IO", f"N{sp}C")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,153 +156,6 @@ class ConvSpec:
 
 
 # ----------------------------------------------------------------------------
-# Validators of the geometry. Each raises one message naming the function and argument.
-
-
-def _pairs(pads) -> Pairs:
-    """lax's padding lists as a hashable tuple of ``(lo, hi)`` int pairs."""
-    return tuple((int(lo), int(hi)) for lo, hi in pads)
-
-
-def padding_pairs(fn: str, padding: Any, n: int, *, negative_ok: bool = False) -> Pairs | str:
-    """'SAME'/'VALID' (upper-cased), or one (lo, hi) per dimension (>= 0 unless negative_ok)."""
-    if isinstance(padding, str):
-        mode = padding.upper()
-        if mode not in ("SAME", "VALID"):
-            raise ValueError(
-                f"{fn}: padding string must be 'SAME' or 'VALID' (any case, as in lax), "
-                f"got {padding!r}."
-            )
-        return mode
-    if isinstance(padding, Sequence):
-        if len(padding) != n:
-            raise ValueError(
-                f"{fn}: padding must be an int, 'SAME', 'VALID', or a sequence of {n} "
-                f"ints or (lo, hi) pairs (one per spatial dimension), got {padding!r}."
-            )
-        pairs = []
-        for p in padding:
-            if isinstance(p, Sequence) and not isinstance(p, str):
-                if len(p) != 2:
-                    raise ValueError(
-                        f"{fn}: each padding pair must be (lo, hi), got {p!r} in {padding!r}."
-                    )
-                pairs.append((_checks.as_int(fn, "padding", p[0]),
-                              _checks.as_int(fn, "padding", p[1])))
-            else:
-                v = _checks.as_int(fn, "padding", p)
-                pairs.append((v, v))
-        out = tuple(pairs)
-    else:
-        v = _checks.as_int(fn, "padding", padding)
-        out = ((v, v),) * n
-    if not negative_ok and any(v < 0 for pair in out for v in pair):
-        raise ValueError(f"{fn}: padding must be >= 0, got {padding!r}.")
-    return out
-
-
-def _dimension_numbers(fn: str, dimension_numbers: Any, x_ndim: int, w_ndim: int):
-    if x_ndim != w_ndim:
-        raise ValueError(
-            f"{fn}: x and w must have the same rank (batch + channel + spatial dims), "
-            f"got x.ndim={x_ndim} and w.ndim={w_ndim}."
-        )
-    if x_ndim < 3:
-        raise ValueError(
-            f"{fn}: x must have rank >= 3 (batch, channels and at least one spatial "
-            f"dimension), got rank {x_ndim}; add a batch axis with x[None] if needed."
-        )
-    if dimension_numbers is None:
-        dimension_numbers = default_dimension_numbers(x_ndim - 2)
-    if isinstance(dimension_numbers, lax.ConvDimensionNumbers):
-        specs = tuple(dimension_numbers)
-        if not all(sorted(s) == list(range(x_ndim)) for s in specs):
-            raise ValueError(
-                f"{fn}: dimension_numbers {dimension_numbers!r} must hold three "
-                f"permutations of range({x_ndim})."
-            )
-        return dimension_numbers
-    if (
-        not isinstance(dimension_numbers, Sequence)
-        or len(dimension_numbers) != 3
-        or not all(isinstance(s, str) for s in dimension_numbers)
-    ):
-        raise TypeError(
-            f"{fn}: dimension_numbers must be None, a lax.ConvDimensionNumbers, or a "
-            f"tuple of three strings such as ('NHWC', 'HWIO', 'NHWC'), got {dimension_numbers!r}."
-        )
-    lhs, rhs, out = dimension_numbers
-    ok = (
-        all(len(s) == x_ndim for s in dimension_numbers)
-        and len(set(lhs)) == len(lhs)
-        and set(lhs) == set(out)
-        and "N" in lhs and "C" in lhs
-        and len(set(rhs)) == len(rhs)
-        and "O" in rhs and "I" in rhs
-        and set(rhs) - {"O", "I"} == set(lhs) - {"N", "C"}
-    )
-    if not ok:
-        raise ValueError(
-            f"{fn}: malformed dimension_numbers {tuple(dimension_numbers)!r} for rank-{x_ndim} "
-            f"arrays. Rule: three strings of length {x_ndim}; the input and output specs "
-            f"use 'N', 'C' and one letter per spatial dimension, the kernel spec 'O', 'I' "
-            f"and the same spatial letters, e.g. {default_dimension_numbers(x_ndim - 2)!r}."
-        )
-    return lax.conv_dimension_numbers((0,) * x_ndim, (0,) * x_ndim, tuple(dimension_numbers))
-
-
-def _check_dtypes(fn: str, x, w) -> None:
-    """x and w: one floating-point or complex dtype (lax's rule; no silent promotion)."""
-    both = f"x.dtype={x.dtype} and w.dtype={w.dtype}"
-    if not (jnp.issubdtype(x.dtype, jnp.inexact) and jnp.issubdtype(w.dtype, jnp.inexact)):
-        raise TypeError(
-            f"{fn}: x and w must be floating point or complex, got {both}; cast the "
-            f"integer one(s) to a float dtype, e.g. x.astype(jnp.float32)."
-        )
-    if x.dtype != w.dtype:
-        common = jnp.promote_types(x.dtype, w.dtype).name
-        raise TypeError(
-            f"{fn}: x and w must have the same dtype, got {both}; cast both to one, e.g. "
-            f"x.astype(jnp.{common}) and w.astype(jnp.{common}). Use preferred_element_type "
-            f"to choose the accumulation/output dtype."
-        )
-
-
-def _check_preferred(fn: str, preferred_element_type, dtype) -> None:
-    """lax's rule: the same kind (floating or complex) as x and at least as wide."""
-    if preferred_element_type is None:
-        return
-    kind = jnp.complexfloating if jnp.issubdtype(dtype, jnp.complexfloating) else jnp.floating
-    try:
-        pet = jnp.dtype(preferred_element_type)
-    except TypeError:
-        pet = None
-    if pet is None or not jnp.issubdtype(pet, kind) or pet.itemsize < dtype.itemsize:
-        raise TypeError(
-            f"{fn}: preferred_element_type must be a {kind.__name__} dtype at least as wide "
-            f"as x's {dtype} (it sets the accumulation and output dtype), got "
-            f"{preferred_element_type!r}."
-        )
-
-
-def _layout_hint(dimension_numbers, n: int, *, transpose: bool) -> str:
-    """How to fix a channel mismatch that comes from a layout mix-up."""
-    if n > 3:
-        return " Check w's layout against dimension_numbers."
-    sp = "DHW"[3 - n:]
-    torch_dn = (f"NC{sp}", f"OI{sp}", f"NC{sp}")
-    given = (f"dimension_numbers={tuple(dimension_numbers)!r}" if dimension_numbers is not None
-             else f"the default layout {default_dimension_numbers(n)!r}")
-    what = "ConvTranspose" if transpose else "Conv"
-    hint = (f" The arrays were read with {given}. If x is channels-first (PyTorch's layout) "
-            f"and w a PyTorch {what}{n}d weight, pass dimension_numbers={torch_dn!r}")
-    if transpose:
-        hint += ("; for channels-last x, convert a PyTorch weight with "
-                 "jax_tconv.interop.from_torch(weight, bias)['kernel']")
-    return hint + "."
-
-
-# ----------------------------------------------------------------------------
 # The two spec builders.
 
 
@@ -322,8 +167,8 @@ def conv_spec(fn, x, w, *, strides, padding, dilation, groups, dimension_numbers
     from the input by that mode, under PyTorch's rules (`_checks.mode_padding`).
     """
     mode = _checks.padding_mode(fn, padding_mode)
-    _check_dtypes(fn, x, w)
-    dn = _dimension_numbers(fn, dimension_numbers, x.ndim, w.ndim)
+    _checks.dtypes(fn, x, w)
+    dn = _checks.dimension_numbers(fn, dimension_numbers, x.ndim, w.ndim)
     n = x.ndim - 2
     s = _checks.ints(fn, "strides", strides, n, minimum=1)
     d = _checks.ints(fn, "dilation", dilation, n, minimum=1)
@@ -335,14 +180,14 @@ def conv_spec(fn, x, w, *, strides, padding, dilation, groups, dimension_numbers
             f"{fn}: x has {c_in} input channels (axis {dn.lhs_spec[1]} of x.shape="
             f"{tuple(x.shape)}) but w expects {i_per_group} per group (axis {dn.rhs_spec[1]} "
             f"of w.shape={tuple(w.shape)}) x groups={g} = {i_per_group * g}."
-            + _layout_hint(dimension_numbers, n, transpose=False)
+            + _checks.layout_hint(dimension_numbers, n, transpose=False)
         )
     size = tuple(x.shape[a] for a in dn.lhs_spec[2:])
     k = tuple(w.shape[a] for a in dn.rhs_spec[2:])
-    pad = padding_pairs(fn, padding, n, negative_ok=True)  # as lax: negative crops
+    pad = _checks.padding_pairs(fn, padding, n, negative_ok=True)  # as lax: negative crops
     eff_k = tuple(dj * (kj - 1) + 1 for dj, kj in zip(d, k))
     if isinstance(pad, str):
-        pad = _pairs(lax.padtype_to_pads(size, eff_k, s, pad))
+        pad = _checks.pairs(lax.padtype_to_pads(size, eff_k, s, pad))
     for j, (ij, (lo, hi), kj) in enumerate(zip(size, pad, eff_k)):
         if ij + lo + hi < kj:
             raise ValueError(
@@ -386,9 +231,9 @@ def transpose_spec(fn, x, w, *, strides, padding, output_padding, output_shape, 
     conv pads).
     """
     mode = _checks.padding_mode(fn, padding_mode)
-    _check_dtypes(fn, x, w)
-    _check_preferred(fn, preferred_element_type, x.dtype)
-    dn = _dimension_numbers(fn, dimension_numbers, x.ndim, w.ndim)
+    _checks.dtypes(fn, x, w)
+    _checks.preferred_element_type(fn, preferred_element_type, x.dtype)
+    dn = _checks.dimension_numbers(fn, dimension_numbers, x.ndim, w.ndim)
     n = x.ndim - 2
     batch, c_in, c_out, g = _transpose_channels(fn, x, w, dn, groups, dimension_numbers)
     geo = _Geometry(i=tuple(x.shape[a] for a in dn.out_spec[2:]),
@@ -406,7 +251,7 @@ def transpose_spec(fn, x, w, *, strides, padding, output_padding, output_shape, 
                 f"output_padding={output_padding!r} and output_shape={output_shape!r})."
             )
         target = _output_shape(fn, output_shape, n, dn, batch, c_out)
-    given = padding_pairs(fn, padding, n)
+    given = _checks.padding_pairs(fn, padding, n)
     if given == "SAME":
         if any(op):
             raise ValueError(
@@ -444,7 +289,7 @@ def _transpose_channels(fn, x, w, dn, groups, dimension_numbers):
             f"{tuple(x.shape)}) but w's 'O' axis (axis {dn.rhs_spec[0]} of w.shape="
             f"{tuple(w.shape)}: the forward conv's output channels, i.e. conv_transpose's "
             f"input channels) has size {w_o}."
-            + _layout_hint(dimension_numbers, n, transpose=True)
+            + _checks.layout_hint(dimension_numbers, n, transpose=True)
         )
     g = _checks.groups(fn, groups, {"the input channels": c_in})
     return batch, c_in, w_i * g, g
@@ -459,7 +304,7 @@ def _same_padding(fn, geo: _Geometry, target) -> Pairs:
                 f"satisfy ceil(o / stride) == input size, i.e. {(ij - 1) * sj + 1} <= o "
                 f"<= {ij * sj}; got output_shape {oj} for input {ij} and stride {sj}."
             )
-    return _pairs(lax.padtype_to_pads(target, geo.reach, geo.s, "SAME"))
+    return _checks.pairs(lax.padtype_to_pads(target, geo.reach, geo.s, "SAME"))
 
 
 def _output_padding_for(fn, geo: _Geometry, pad: Pairs, target) -> tuple[int, ...]:

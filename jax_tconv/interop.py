@@ -60,7 +60,8 @@ from typing import Any
 import numpy as np
 
 from jax_tconv import _checks
-from jax_tconv._spec import maybe_broadcast, padding_pairs
+from jax_tconv._checks import padding_pairs
+from jax_tconv._spec import maybe_broadcast
 from jax_tconv.typing import ArrayLike
 
 __all__ = ["from_equinox", "from_flax", "from_torch", "from_torch_module", "load_params",

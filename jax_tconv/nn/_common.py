@@ -30,6 +30,7 @@ import jax.numpy as jnp
 
 from jax_tconv import _api, _checks
 from jax_tconv._conv import apply_conv
+from jax_tconv._checks import padding_pairs
 from jax_tconv._resize import resize_conv, resize_geometry
 from jax_tconv._spec import (
     ConvSpec,
@@ -37,7 +38,6 @@ from jax_tconv._spec import (
     Spec,
     conv_spec,
     forward_padding,
-    padding_pairs,
     transpose_spec,
 )
 from jax_tconv.nn._shuffle import pixel_shuffle
