@@ -16,7 +16,6 @@ so that both are measured under the same load.
 
 from __future__ import annotations
 
-import dataclasses
 import argparse
 import functools
 import json

@@ -63,11 +63,12 @@ def apply(method: str, x: jax.Array, w: jax.Array, spec: Spec, *,
     Under a mesh with explicit axes, y is sharded by `_sharding.output_spec`;
     errors about layouts name `fn`.
     """
-    if method == "tune":
-        return _sharding.partitioned(fn, lambda x, w, spec: _tune.apply(x, w, spec, fn=fn), x, w,
-                                     spec)
-    return _sharding.partitioned(fn, lambda x, w, spec: _strategy.run(method, x, w, spec), x, w,
-                                 spec)
+    def run(x, w, spec):
+        if method == "tune":
+            return _tune.apply(x, w, spec, fn=fn)
+        return _strategy.run(method, x, w, spec)
+
+    return _sharding.partitioned(fn, run, x, w, spec)
 
 
 def transpose(fn: str, method: str, x: ArrayLike, w: ArrayLike, **options) -> jax.Array:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jax_tconv._dilated import dilated
+from jax_tconv._dilated import dilated, transpose_by_dilation
 from jax_tconv._layout import channels_last
 from jax_tconv._matmul import transpose_by_matmul
 from jax_tconv._padding_mode import with_padding_mode
@@ -24,7 +24,7 @@ from jax_tconv._phase import plan as phase_plan
 from jax_tconv._spec import Spec
 from jax_tconv._vjp import adjoint_derivatives, transpose_by_vjp
 
-__all__ = ["AUTO_FORWARDS", "FORMULATIONS", "AutoChoice", "auto", "run"]
+__all__ = ["AUTO_FORWARDS", "FORMULATIONS", "AutoChoice", "auto", "run", "same_program"]
 
 # Each formulation is jitted with the spec static: eager calls reuse one
 # compiled program per configuration, and inside a user's jit it inlines.
@@ -34,7 +34,7 @@ __all__ = ["AUTO_FORWARDS", "FORMULATIONS", "AutoChoice", "auto", "run"]
 FORMULATIONS = {
     "vjp": jax.jit(with_padding_mode(transpose_by_vjp, adjoint="vjp"), static_argnums=2),
     "matmul": jax.jit(transpose_by_matmul, static_argnums=2),
-    "dilated": jax.jit(with_padding_mode(adjoint_derivatives(dilated)), static_argnums=2),
+    "dilated": jax.jit(with_padding_mode(transpose_by_dilation), static_argnums=2),
     "phase": jax.jit(with_padding_mode(transpose_by_phase), static_argnums=2),
 }
 # "auto": the fastest forward for the configuration, differentiated like "phase".
