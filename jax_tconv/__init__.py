@@ -24,6 +24,7 @@ from jax_tconv._matmul import conv_matrix as conv_matrix
 from jax_tconv._methods import conv_transpose_dilated as conv_transpose_dilated
 from jax_tconv._methods import conv_transpose_matmul as conv_transpose_matmul
 from jax_tconv._methods import conv_transpose_phase as conv_transpose_phase
+from jax_tconv._methods import conv_transpose_products as conv_transpose_products
 from jax_tconv._methods import conv_transpose_vjp as conv_transpose_vjp
 from jax_tconv._norm import OperatorNorm as OperatorNorm
 from jax_tconv._norm import operator_norm as operator_norm
@@ -52,6 +53,7 @@ __all__ = [
     "conv_transpose_dilated",
     "conv_transpose_matmul",
     "conv_transpose_phase",
+    "conv_transpose_products",
     "conv_transpose_reference",
     "conv_transpose_reference_vjp",
     "conv_transpose_vjp",

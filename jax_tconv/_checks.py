@@ -19,7 +19,7 @@ import numpy as np
 from jax import lax
 
 #: The formulations `method=` accepts besides "auto" and "tune", in a stable order.
-METHODS = ("vjp", "matmul", "dilated", "phase")
+METHODS = ("vjp", "matmul", "dilated", "phase", "products")
 #: Everything `method=` accepts: "auto" (a fixed rule per backend), "tune" (measured
 #: once per configuration, then cached) and the formulations.
 ACCEPTED_METHODS = ("auto", "tune", *METHODS)

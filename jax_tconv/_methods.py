@@ -15,7 +15,7 @@ import jax
 from jax_tconv._api import conv_transpose, transpose
 
 __all__ = ["conv_transpose_dilated", "conv_transpose_matmul", "conv_transpose_phase",
-           "conv_transpose_vjp"]
+           "conv_transpose_products", "conv_transpose_vjp"]
 
 
 def _fixed_method(method: str, summary: str) -> Callable[..., jax.Array]:
@@ -70,3 +70,11 @@ conv_transpose_phase = _fixed_method("phase", """Transposed convolution by phase
 Stride-1 convs of the undilated input with the ``s**n`` sub-kernels,
 interleaved; no multiply by an inserted zero. With a padding mode other
 than 'zeros', onto the uncropped output, whose border is then folded back in.""")
+
+conv_transpose_products = _fixed_method("products", """Transposed convolution as matrix products.
+
+Every input element times every tap first, one matrix product
+``(N·∏i, C_in) @ (C_in, ∏k·C_out)``, then each output sums the products that
+land on it (overlap-add); both gradients are matrix products too. Holds a
+temporary ``∏k/∏s`` times the output's size. With a padding mode other than
+'zeros', onto the uncropped output, whose border is then folded back in.""")

@@ -17,7 +17,8 @@ Three ways to run the phases, chosen per configuration (`Plan.form`):
 
 - products: every input element times every tap first, as one matrix
   product, then each phase sums its taps' products at their offsets (no
-  convolution at all; for small inputs with many channels, `_products`);
+  convolution at all; for small inputs with many channels: the forward of
+  the "products" formulation, `jax_tconv._products`);
 - fused: one convolution with ``s^n * C_out`` output channels; shorter
   sub-kernels are zero-filled to the longest, and each phase's outputs are cut
   out of the common output grid at their own offset (possible when
@@ -48,6 +49,7 @@ import numpy as np
 from jax import lax
 
 from jax_tconv._layout import transposed_kernel
+from jax_tconv._products import products, tap_offsets
 from jax_tconv._safe_conv import conv, crop, zero_pad
 from jax_tconv._spec import Spec
 from jax_tconv._vjp import adjoint_derivatives, conv_kernel_gradient
@@ -133,7 +135,7 @@ def phase(x, w, spec: Spec):
         return jnp.zeros(spec.out_shape, _result_dtype(x, spec))
     p = plan(spec)
     if p.form == "products":
-        return _products(x, w, spec, p)
+        return products(x, w, spec)
     kernel, rhs_spec = transposed_kernel(w, spec, flip=False)
     form = _fused if p.form == "fused" else _separate
     return form(x, kernel, rhs_spec, spec, p)
@@ -160,7 +162,7 @@ def kernel_gradient(g, x, spec: Spec):
     gc = zero_pad(gc, {1 + j: (0, dp.n * dp.s - dp.o) for j, dp in enumerate(p.dims)})
     gc = gc.reshape(gc.shape[0], *(v for dp in p.dims for v in (dp.n, dp.s)), grp, -1)
     # x: pad so that a + c_t is in range for every a < n and every tap.
-    offsets = [_tap_offsets(dp, k, d, lo) for dp, k, d, (lo, _) in
+    offsets = [tap_offsets(k, dp.s, d, lo) for dp, k, d, (lo, _) in
                zip(p.dims, spec.kernel_size, spec.dilation, spec.padding)]
     below = [max(0, -min(c for _, c in offs)) for offs in offsets]
     above = [max(0, dp.n - 1 + max(c for _, c in offs) - (dp.i - 1))
@@ -185,11 +187,6 @@ def kernel_gradient(g, x, spec: Spec):
     dw = jnp.stack(taps).transpose(0, 2, 1, 3).reshape(*spec.kernel_size, -1, x.shape[dn.out_spec[1]])
     rhs = dn.rhs_spec
     return jnp.transpose(dw, _inverse((*rhs[2:], rhs[1], rhs[0])))
-
-
-def _tap_offsets(dp: DimPlan, k, d, lo):
-    """Per tap t: (its phase φ, its input offset c_t = (φ + lo - t*d) / s)."""
-    return [((t * d - lo) % dp.s, ((t * d - lo) % dp.s + lo - t * d) // dp.s) for t in range(k)]
 
 
 # The most taps whose products `fast_kernel_gradient` writes out one by one: the program
@@ -296,52 +293,6 @@ def _separate(x, kernel, rhs_spec, spec: Spec, p: Plan):
         outs.append(jnp.pad(y, fill))
     return _depth_to_space(jnp.concatenate(outs, axis=spec.dn.lhs_spec[1]), spec, p,
                            channel_order=("phases", "g", "c"))
-
-
-def _products(x, w, spec: Spec, p: Plan):
-    """Every input element times every tap first (one matrix product), then each phase sums
-    its taps' products at their offsets: ``y_φ[a] = Σ_{t ∈ T_φ} P[a + c_t, t]``.
-
-    The order of the phase sum swapped: no convolution at all, one GEMM of
-    ``(N * prod(i), C_in_g) x (C_in_g, prod(k) * C_out_g)`` per group, which XLA:CPU
-    runs near its peak when the spatial size is small and the channels many.
-    """
-    n, grp, dn = spec.num_spatial, spec.groups, spec.dn
-    xc = jnp.transpose(x, (dn.out_spec[0], *dn.out_spec[2:], dn.out_spec[1]))  # (N, *i, C_in)
-    wc = jnp.transpose(w, (*dn.rhs_spec[2:], dn.rhs_spec[1], dn.rhs_spec[0]))  # (*k, C_out_g, C_in)
-    xc = xc.reshape(*xc.shape[:-1], grp, -1)
-    wc = wc.reshape(*wc.shape[:-1], grp, -1)
-    sp_x, sp_k = list(range(1, n + 1)), list(range(n + 1, 2 * n + 1))
-    g_ax, ci, co = 2 * n + 1, 2 * n + 2, 2 * n + 3
-    prods = jnp.einsum(xc, [0, *sp_x, g_ax, ci], wc, [*sp_k, co, g_ax, ci],
-                       [0, *sp_x, *sp_k, g_ax, co], precision=spec.precision,
-                       preferred_element_type=spec.preferred_element_type)
-    prods = prods.reshape(*prods.shape[:-2], -1)                   # (N, *i, *k, C_out)
-    offsets = [_tap_offsets(dp, k, d, lo) for dp, k, d, (lo, _) in
-               zip(p.dims, spec.kernel_size, spec.dilation, spec.padding)]
-    below = [max(0, -min(c for _, c in offs)) for offs in offsets]
-    above = [max(0, dp.n - 1 + max(c for _, c in offs) - (dp.i - 1))
-             for dp, offs in zip(p.dims, offsets)]
-    prods = jnp.pad(prods, [(0, 0), *zip(below, above)] + [(0, 0)] * (n + 1))
-    outs = []
-    for phases in itertools.product(*(range(dp.s) for dp in p.dims)):
-        acc = jnp.zeros((prods.shape[0], *(dp.n for dp in p.dims), prods.shape[-1]),
-                        prods.dtype)
-        for t in itertools.product(*(range(k) for k in spec.kernel_size)):
-            if any(offsets[j][t[j]][0] != phases[j] for j in range(n)):
-                continue
-            part = prods[(slice(None), *(slice(None),) * n, *t)]
-            for j, dp in enumerate(p.dims):
-                start = offsets[j][t[j]][1] + below[j]
-                part = lax.slice_in_dim(part, start, start + dp.n, axis=1 + j)
-            acc = acc + part
-        outs.append(acc)
-    # (s1, .., sn, N, n1, .., nn, C) -> (N, n1, s1, .., nn, sn, C) -> crop -> y's layout
-    y = jnp.stack(outs).reshape(*(dp.s for dp in p.dims), *outs[0].shape)
-    y = y.transpose(n, *(v for j in range(n) for v in (n + 1 + j, j)), 2 * n + 1)
-    y = y.reshape(y.shape[0], *(dp.n * dp.s for dp in p.dims), y.shape[-1])
-    y = y[(slice(None), *(slice(0, dp.o) for dp in p.dims))]
-    return jnp.transpose(y, _inverse((dn.lhs_spec[0], *dn.lhs_spec[2:], dn.lhs_spec[1])))
 
 
 def _result_dtype(x, spec: Spec):

@@ -21,6 +21,7 @@ from jax_tconv._matmul import transpose_by_matmul
 from jax_tconv._padding_mode import with_padding_mode
 from jax_tconv._phase import fast_kernel_gradient, transpose_by_phase
 from jax_tconv._phase import plan as phase_plan
+from jax_tconv._products import transpose_by_products
 from jax_tconv._spec import Spec
 from jax_tconv._vjp import adjoint_derivatives, transpose_by_vjp
 
@@ -36,6 +37,7 @@ FORMULATIONS = {
     "matmul": jax.jit(transpose_by_matmul, static_argnums=2),
     "dilated": jax.jit(with_padding_mode(transpose_by_dilation), static_argnums=2),
     "phase": jax.jit(with_padding_mode(transpose_by_phase), static_argnums=2),
+    "products": jax.jit(with_padding_mode(transpose_by_products), static_argnums=2),
 }
 # "auto": the fastest forward for the configuration, differentiated like "phase".
 AUTO_FORWARDS = {

@@ -42,7 +42,7 @@ def forward_conv(y, w, spec: Spec):
         dimension_numbers=spec.dn, feature_group_count=spec.groups, precision=spec.precision)
 
 
-def adjoint_derivatives(primal, *, kernel_gradient=None):
+def adjoint_derivatives(primal, *, kernel_gradient=None, input_gradient=None):
     """`primal(x, w, spec)` with derivatives taken from the forward conv C's own VJPs.
 
     T(x, w) is bilinear, so its tangent is T(ẋ, w) + T(x, ẇ). Both terms are
@@ -50,7 +50,9 @@ def adjoint_derivatives(primal, *, kernel_gradient=None):
     are C's VJPs: the cotangent g maps to ``C_w(g)`` (a strided conv) and to
     the kernel VJP of C at (g, x) (`kernel_tangent`), or to
     ``kernel_gradient(g, x, spec)`` when given (any function computing the
-    same ∂/∂w <T(x, w), g>). Neither multiplies an inserted zero, and XLA:CPU
+    same ∂/∂w <T(x, w), g>); likewise ``input_gradient(g, w, spec)``, when
+    given, computes ``C_w(g)`` in place of the strided convolution (the
+    "products" formulation's matrix products). Neither multiplies an inserted zero, and XLA:CPU
     runs both far faster than JAX's transposes of the formulations themselves
     (docs/performance.md).
 
@@ -67,7 +69,10 @@ def adjoint_derivatives(primal, *, kernel_gradient=None):
         y = f(x, w, spec)
         dy = jnp.zeros_like(y)
         if not isinstance(dx, SymbolicZero):
-            dy = dy + transpose_by_vjp(dx, w, spec)   # transpose: C_w itself
+            if input_gradient is None:
+                dy = dy + transpose_by_vjp(dx, w, spec)   # transpose: C_w itself
+            else:
+                dy = dy + input_tangent(dx, w, spec, input_gradient)
         if not isinstance(dw, SymbolicZero):
             dy = dy + kernel_tangent(x, dw, spec, gradient)  # transpose: the kernel gradient
         return y, dy
@@ -114,6 +119,23 @@ def kernel_tangent(x, dw, spec: Spec, kernel_gradient=conv_kernel_gradient):
         return vary(lax.psum(dw_g, summed) if summed else dw_g, w_axes)
 
     return jax.linear_transpose(gradient, y_like)(dw)[0]
+
+
+def input_tangent(dx, w, spec: Spec, input_gradient):
+    """T(ẋ, w), written as the transpose of the linear map g ↦ input_gradient(g, w) = C_w(g)."""
+    pet = spec.preferred_element_type
+    if pet is not None and jnp.dtype(pet) != dx.dtype:
+        dx, w = dx.astype(pet), w.astype(pet)
+    y_like = vary(jnp.zeros(spec.out_shape, dx.dtype), varying(dx, w))
+    x_axes = varying(dx)
+
+    def gradient(g):
+        # As in `kernel_tangent`: an input the same on every device gets the summed gradient.
+        dx_g = input_gradient(g, w, spec)
+        summed = tuple(sorted(varying(dx_g) - x_axes))
+        return vary(lax.psum(dx_g, summed) if summed else dx_g, x_axes)
+
+    return jax.linear_transpose(gradient, y_like)(dx)[0]
 
 
 transpose_by_vjp = adjoint_derivatives(pullback)

@@ -11,7 +11,7 @@ from helpers import CASES
 from test_forward import assert_close
 
 import jax_tconv
-from jax_tconv import _phase
+from jax_tconv import _phase, _products
 from jax_tconv._layout import transposed_kernel
 from jax_tconv._spec import transpose_spec
 
@@ -30,7 +30,7 @@ def test_every_form_matches_reference(case, form):
     if form == "fused" and any(dp.dilation != 1 for dp in plan.dims):
         pytest.skip("fused needs d / gcd(s, d) == 1")
     if form == "products":
-        y = jax.jit(lambda x, w: _phase._products(x, w, spec, plan))(x, w)
+        y = jax.jit(lambda x, w: _products.products(x, w, spec))(x, w)
     else:
         kernel, rhs_spec = transposed_kernel(jnp.asarray(w), spec, flip=False)
         run = _phase._fused if form == "fused" else _phase._separate
