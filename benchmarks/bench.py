@@ -12,6 +12,16 @@ PyTorch's NCW, NCHW, NCDHW, kernel ``(C_in, C_out, *k)`` as PyTorch stores
 it). Every row also states its useful FLOP rate as a share of the machine's
 matrix-product rate, a large `jnp.dot` timed in the same round-robin (`Peak`),
 so that both are measured under the same load.
+
+The roofline of each layer (`roofline_calls`) is the limit of *this* machine
+for *this* layer's arithmetic: XLA's `jnp.dot` doing exactly the layer's
+multiply-adds as matrix products, ``(N·∏i, C_in) @ (C_in, ∏k·C_out)`` for the
+forward pass and that product plus the two of its gradients for
+forward+backward, timed in the same round-robin; or, where it is slower, the
+bytes the layer must read and write at the rate of a same-run copy (`Copy`:
+the RGB output layer is memory-bound). "auto / roofline" is a ratio of two
+times from one run, so it carries from one CPU to another where a table of
+milliseconds does not.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import os
 import pathlib
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
@@ -39,6 +50,9 @@ from jax_tconv._suite import SUITE, Layer
 
 
 LAYOUTS = ("nhwc", "nchw")
+ROOFLINE = "roofline"      # the layer's matrix products (not a contestant: the machine's limit)
+#: XLA and oneDNN held to AVX2 (``--isa avx2``): a machine without AVX-512 or AMX, emulated.
+AVX2_ENV = {"XLA_FLAGS": "--xla_cpu_max_isa=AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 # Flax's nn.ConvTranspose has no layout option; PyTorch's conv_transpose is channels-first.
 FIXED_LAYOUT = {"flax": "nhwc", "torch": "nchw"}
 NO_TORCH_NOTE = ("PyTorch is not installed: it is left out of the comparison (pip install "
@@ -104,7 +118,7 @@ def _contestants(layer: Layer, arrays, dtype, with_torch, layout="nhwc"):
     def pair(f, a=x, kernel=w, c=cot):
         return _Call(f, a, kernel), _Call(_loss_grad(f), a, kernel, c)
 
-    out = {}
+    out = {ROOFLINE: roofline_calls(layer, dtype)}
     for method in jax_tconv.METHODS + ("auto",):
         out[method] = pair(functools.partial(jax_tconv.conv_transpose, method=method, **kw))
     # lax.conv_transpose pads the dilated input: d*(k-1) - p below, d*(k-1) - p + op above.
@@ -134,6 +148,32 @@ def _contestants(layer: Layer, arrays, dtype, with_torch, layout="nhwc"):
     if with_torch:
         out["torch"] = _torch_contestant(layer, *arrays[FIXED_LAYOUT["torch"]])
     return out
+
+
+def roofline_calls(layer: Layer, dtype):
+    """(forward, forward+backward) as bare matrix products with the layer's arithmetic.
+
+    Forward: ``A @ B`` with A ``(N·∏i, C_in)`` and B ``(C_in, ∏k·C_out)``, every input
+    element times every tap; forward+backward adds the input gradient ``D @ Bᵀ`` and
+    the kernel gradient ``Aᵀ @ D`` (D the cotangent's patches, ``(N·∏i, ∏k·C_out)``).
+    """
+    rng = np.random.default_rng(2)
+    m, k, n = layer.batch * math.prod(layer.i), layer.c_in, math.prod(layer.k) * layer.c_out
+    a, b, d = (jnp.asarray(rng.standard_normal(shape), dtype)
+               for shape in ((m, k), (k, n), (m, n)))
+    return (_Call(jnp.dot, a, b),
+            _Call(lambda a, b, d: (a @ b, d @ b.T, a.T @ d), a, b, d))
+
+
+def layer_bytes(layer: Layer, dtype, mode: str) -> int:
+    """Bytes a layer must move at least: read x and w, write y (forward); forward+backward
+    also reads the cotangent and writes both gradients (y is reduced into the loss)."""
+    o = [(i - 1) * layer.s + k - 2 * layer.p + layer.op for i, k in zip(layer.i, layer.k)]
+    x = layer.batch * math.prod(layer.i) * layer.c_in
+    w = math.prod(layer.k) * layer.c_in * layer.c_out
+    y = layer.batch * math.prod(o) * layer.c_out
+    elements = x + w + y if mode == "fwd" else 2 * x + 2 * w + y
+    return elements * jnp.dtype(dtype).itemsize
 
 
 def _torch_contestant(layer, x, w, cot):
@@ -235,21 +275,47 @@ class Peak:
                 f"peak is its median rate over its own round-robin's median matmul rate")
 
 
-def _timed(fns, rounds, peak):
-    """`_medians` of `fns` with the peak's matrix product among them: (medians, peak GFLOP/s)."""
-    ms, best = _medians({**fns, PEAK: peak.call}, rounds, best_of=PEAK)
+COPY = "copy rate"
+COPY_MIB = 64
+
+
+class Copy:
+    """The machine's memory rate: ``a + 1`` on a `COPY_MIB` MiB array (read it, write a new
+    one), timed beside the contestants like `Peak`; `gbs` turns a median into GB/s."""
+
+    def __init__(self, dtype):
+        self.bytes = 2 * COPY_MIB * 2**20
+        n = COPY_MIB * 2**20 // jnp.dtype(dtype).itemsize
+        self.call = _Call(lambda a: a + 1, jnp.zeros((n,), dtype))
+        _block(self.call())
+        self.seen = []
+
+    def gbs(self, ms):
+        rate = self.bytes / (ms * 1e6)
+        self.seen.append(rate)
+        return rate
+
+    def describe(self):
+        seen = self.seen or [float("nan")]
+        return (f"copy rate: a + 1 on a {COPY_MIB} MiB array beside the contestants, median "
+                f"{statistics.median(seen):.1f} GB/s (read + write)")
+
+
+def _timed(fns, rounds, peak, copy=None):
+    """`_medians` of `fns` with the peak's matrix product (and the copy) among them:
+    (medians, peak GFLOP/s, copy GB/s or nan)."""
+    extra = {PEAK: peak.call} | ({COPY: copy.call} if copy is not None else {})
+    ms, best = _medians({**fns, **extra}, rounds, best_of=PEAK)
     peak.best = max(peak.best, 2 * peak.n**3 / (best * 1e6))
-    return ms, peak.gflops(ms.pop(PEAK))
+    gbs = copy.gbs(ms.pop(COPY)) if copy is not None else float("nan")
+    return ms, peak.gflops(ms.pop(PEAK)), gbs
 
 
 def _check_torch(with_torch, print_fn):
     if not with_torch:
         return False
-    if "torch" not in sys.modules:
-        # OpenMP's spinning barrier is bimodal on a shared, loaded machine (one spinning
-        # thread holds the core its partner needs): up to 60x slower, which measures the
-        # neighbours, not PyTorch. Set before torch loads its OpenMP runtime.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # PyTorch runs with its defaults, as its users run it: only its thread count is set,
+    # to the cores XLA uses (`torch_threads`); --omp-passive changes its OpenMP wait policy.
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -268,7 +334,7 @@ def run(layers, *, rounds=15, dtype=jnp.float32, with_torch=True, out_dir=None,
         return []
     if "nchw" in layouts:
         print_fn(FLAX_NOTE)
-    peak = Peak(dtype)
+    peak, copy = Peak(dtype), Copy(dtype)
     rows = []
     sys.stdout.flush()            # what was printed comes before the bar, also in a file
     bar = _progress(len(layers) * 2 * len(layouts), progress)
@@ -305,20 +371,24 @@ def run(layers, *, rounds=15, dtype=jnp.float32, with_torch=True, out_dir=None,
                         continue
                     fns[name] = fn
                     stats[name] = (where, *stats[name])
-                medians, peak_gflops = _timed(fns, rounds, peak)
+                medians, peak_gflops, copy_gbs = _timed(fns, rounds, peak, copy)
                 for name, ms in medians.items():
                     where, compile_s, temp = stats[name]
                     rows.append(dict(where, ms=ms, compile_s=compile_s, temp=temp,
                                      macs=layer.macs() * (1 if idx == 0 else 3),
-                                     peak_gflops=peak_gflops, note=""))
+                                     bytes=layer_bytes(layer, dtype, mode),
+                                     peak_gflops=peak_gflops, copy_gbs=copy_gbs, note=""))
                 bar.update()
     bar.close()                   # before any result is printed, so none lands on the bar's line
     _derive(rows)
     text = format_table(rows)
     print_fn(text)
     print_fn(peak.describe())
+    print_fn(copy.describe())
+    print_fn(roofline_summary(rows))
     if out_dir is not None:
-        _write(rows, text, pathlib.Path(out_dir), rounds, dtype, with_torch, peak, print_fn)
+        _write(rows, text, pathlib.Path(out_dir), rounds, dtype, with_torch, peak, print_fn,
+               copy)
     return rows
 
 
@@ -331,8 +401,67 @@ def _derive(rows):
         lax_ms = by.get((*key, "lax"), {}).get("ms", float("nan"))
         r["vs_anchor"] = r["ms"] / anchor
         r["lax_speedup"] = lax_ms / r["ms"]
+        # The roofline: the layer's matrix products, or its bytes at the copy rate if slower.
+        dot_ms = by.get((*key, ROOFLINE), {}).get("ms", float("nan"))
+        memory_ms = r.get("bytes", float("nan")) / (r.get("copy_gbs", float("nan")) * 1e6)
+        r["roof_ms"] = max(dot_ms, memory_ms)
+        r["roof_kind"] = "memory" if memory_ms > dot_ms else "compute"
+        r["vs_roof"] = r["ms"] / r["roof_ms"]
         r["gflops"] = 2 * r.get("macs", float("nan")) / (r["ms"] * 1e6)
         r["peak_pct"] = 100 * r["gflops"] / r.get("peak_gflops", float("nan"))
+
+
+def roofline_summary(rows) -> str:
+    """Per layout and mode: each contestant's time / roofline (geomean, worst), and the
+    peers' time / auto's; the figures issue-style targets are stated in."""
+    by = _index(rows)
+    layers, out = _layers(rows), []
+    for layout in _layouts(rows):
+        for mode in ("fwd", "fwd+bwd"):
+            autos = [(by[(layout, lay, mode, "auto")]["vs_roof"], lay) for lay in layers
+                     if (layout, lay, mode, "auto") in by]
+            if not autos:
+                continue
+            worst = max(autos)
+            memory = [lay for lay in layers if by.get((layout, lay, mode, "auto"), {}).get(
+                "roof_kind") == "memory"]
+            line = (f"{layout.upper()}  {mode:8} auto / roofline geomean "
+                    f"{_gm([v for v, _ in autos]):.2f}, worst {worst[0]:.2f} ({worst[1]})")
+            for name in ("torch", "lax", "flax"):
+                rs = [by[(layout, lay, mode, name)]["ms"] / by[(layout, lay, mode, "auto")]["ms"]
+                      for lay in layers if (layout, lay, mode, name) in by
+                      and (layout, lay, mode, "auto") in by]
+                if rs:
+                    line += (f"; {name} / auto geomean {_gm(rs):.2f} "
+                             f"(layers {min(rs):.2f} to {max(rs):.2f})")
+            rs = [by[(layout, lay, mode, "torch")]["vs_roof"] for lay in layers
+                  if (layout, lay, mode, "torch") in by]
+            if rs:
+                line += f"; torch / roofline geomean {_gm(rs):.2f}"
+            if memory:
+                line += f"; memory-bound: {', '.join(memory)}"
+            out.append(line)
+    return "\n".join(out)
+
+
+def roofline_table(rows) -> str:
+    """Per layer, layout and mode: the roofline and each contestant's time over it."""
+    by = _index(rows)
+    names = [n for n in ("auto", *jax_tconv.METHODS, "torch", "lax", "flax")
+             if any(r["name"] == n for r in rows)]
+    lines = ["| layer | layout | mode | roofline ms | bound | " + " | ".join(
+        f"{n} / roofline" for n in names) + " |", "|---|---|---|---:|---|" + "---:|" * len(names)]
+    for layout in _layouts(rows):
+        for layer in _layers(rows):
+            for mode in ("fwd", "fwd+bwd"):
+                auto = by.get((layout, layer, mode, "auto"))
+                if auto is None:
+                    continue
+                cells = [f"{by[(layout, layer, mode, n)]['vs_roof']:.2f}"
+                         if (layout, layer, mode, n) in by else "" for n in names]
+                lines.append(f"| {layer} | {auto['label']} | {mode} | {auto['roof_ms']:.3f} | "
+                             f"{auto['roof_kind']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def layout_cell(r) -> str:
@@ -341,16 +470,18 @@ def layout_cell(r) -> str:
 
 
 def format_table(rows) -> str:
-    head = ("| layer | layout | mode | contestant | ms (median) | / anchor | lax speedup | "
-            "GFLOP/s | % of peak | compile s | temp MiB |\n|---|---|---|---|" + "---:|" * 7)
+    head = ("| layer | layout | mode | contestant | ms (median) | / anchor | / roofline | "
+            "lax speedup | GFLOP/s | % of peak | compile s | temp MiB |\n|---|---|---|---|"
+            + "---:|" * 8)
     lines = [head]
     for r in rows:
         start = f"| {r['layer']} | {layout_cell(r)} | {r['mode']} | {r['name']} |"
         if r["note"]:
-            lines.append(f"{start} {r['note']} | | | | | | |")
+            lines.append(f"{start} {r['note']} | | | | | | | |")
             continue
         lines.append(
-            f"{start} {r['ms']:.3f} | {r['vs_anchor']:.2f} | {r['lax_speedup']:.2f} | "
+            f"{start} {r['ms']:.3f} | {r['vs_anchor']:.2f} | {r['vs_roof']:.2f} | "
+            f"{r['lax_speedup']:.2f} | "
             f"{r['gflops']:.1f} | {r['peak_pct']:.1f} | {r['compile_s']:.2f} | "
             f"{r['temp'] / 2**20:.2f} |")
     return "\n".join(lines)
@@ -499,9 +630,47 @@ def summary(rows) -> str:
     return "\n".join(out)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (and family/model numbers, which name its generation)."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = fields.get("model name", platform.machine())
+    if "cpu family" in fields:
+        name += f" (family {fields['cpu family']} model {fields.get('model', '?')})"
+    return name
+
+
+def cpu_isa() -> str:
+    """The vector ISA XLA may use, and PyTorch's oneDNN: the CPU's best unless limited."""
+    try:
+        flags = set(open("/proc/cpuinfo").read().split())
+    except OSError:
+        flags = set()
+    native = next((name for flag, name in (("amx_tile", "AMX"), ("avx512f", "AVX-512"),
+                                           ("avx2", "AVX2"), ("avx", "AVX"))
+                   if flag in flags), "unknown")
+    limit = next((f.split("=", 1)[1] for f in os.environ.get("XLA_FLAGS", "").split()
+                  if f.startswith("--xla_cpu_max_isa=")), None)
+    xla = f"XLA limited to {limit}" if limit else f"XLA native ({native})"
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        cap = torch.backends.cpu.get_cpu_capability()
+        onednn_text = (f"PyTorch {cap}" + (f", oneDNN limited to {onednn}" if onednn else ""))
+    else:
+        onednn_text = f"oneDNN limited to {onednn}" if onednn else ""
+    return "; ".join(t for t in (f"CPU has {native}", xla, onednn_text) if t)
+
+
 def machine() -> str:
     dev = jax.devices()[0]
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    return (f"{cpu_model()}, {os.cpu_count()} cores, {cpu_isa()}; "
             f"jax {jax.__version__} on {jax.default_backend()} ({dev.device_kind})")
 
 
@@ -543,16 +712,17 @@ def torch_setup() -> str:
             f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
 
 
-def _write(rows, text, out_dir, rounds, dtype, with_torch, peak, print_fn):
+def _write(rows, text, out_dir, rounds, dtype, with_torch, peak, print_fn, copy=None):
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "bench.md"
     layouts = _layouts(rows)
     parts = [f"Machine: {machine()}; dtype {jnp.dtype(dtype).name}; {rounds} rounds; "
              f"{torch_setup() if with_torch else 'torch off'}; layouts {', '.join(layouts)}; "
-             f"{peak.describe()}."]
+             f"{peak.describe()}" + (f"; {copy.describe()}" if copy else "") + "."]
     if "nchw" in layouts:
         parts.append(FLAX_NOTE)
-    parts += [f"```\n{headline(rows)}\n```", auto_table(rows)]
+    parts += [f"```\n{headline(rows)}\n{roofline_summary(rows)}\n```", auto_table(rows),
+              roofline_table(rows)]
     if len(layouts) == 2:
         parts.append(layouts_table(rows))
     parts += [f"```\n{summary(rows)}\n```", f"All rows:\n\n{text}"]
@@ -651,13 +821,33 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder for the files listed below (created if missing)")
     bench.add_argument("--no-torch", action="store_true",
                        help="leave PyTorch out (it is left out anyway when not installed)")
+    bench.add_argument("--isa", default="native", choices=["native", "avx2"],
+                       help="avx2: rerun with XLA and PyTorch's oneDNN held to AVX2 "
+                            "(XLA_FLAGS=--xla_cpu_max_isa=AVX2 ONEDNN_MAX_CPU_ISA=AVX2), a "
+                            "machine without AVX-512 or AMX emulated; the report says which")
+    bench.add_argument("--omp-passive", action="store_true",
+                       help="set OMP_WAIT_POLICY=PASSIVE for PyTorch (default: its own "
+                            "defaults; the report says which)")
     bench.add_argument("--list", action="store_true",
                        help="list the suite's layers (with --models: models) and exit")
     return bench
 
 
+def _held_to_avx2() -> bool:
+    return all(v in os.environ.get(k, "") for k, v in AVX2_ENV.items())
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.isa == "avx2" and not _held_to_avx2():
+        # Both libraries read these once, at start-up: run this command again with them.
+        env = dict(os.environ)
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {AVX2_ENV['XLA_FLAGS']}".strip()
+        env["ONEDNN_MAX_CPU_ISA"] = AVX2_ENV["ONEDNN_MAX_CPU_ISA"]
+        argv = sys.argv[1:] if argv is None else list(argv)
+        return subprocess.call([sys.executable, os.path.abspath(__file__), *argv], env=env)
+    if args.omp_passive:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     layouts = LAYOUTS if args.layout == "both" else (args.layout,)
     patterns = args.layers.split(",") if args.layers else []
     if args.models:

@@ -415,7 +415,7 @@ def run(models, *, rounds=5, with_torch=True, layouts=LAYOUTS, out_dir=None, pro
         stats = {key: _compile_stats(step) for key, step in steps.items()}
         agreement = evaluate(model, steps)        # also the warm-up call of each step
         fwd_flops, step_flops = useful_flops(model)
-        medians, peak_gflops = _timed(steps, rounds, peak)
+        medians, peak_gflops, _ = _timed(steps, rounds, peak)
         for (name, layout), ms in medians.items():
             compile_s, temp = stats[(name, layout)]
             gflops = step_flops / (ms * 1e6)

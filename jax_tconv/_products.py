@@ -43,15 +43,9 @@ __all__ = ["input_gradient", "kernel_gradient", "patches", "products", "tap_offs
 
 
 def tap_offsets(k: int, s: int, d: int, lo: int) -> list[tuple[int, int]]:
-    """Per tap t of one dimension: (its output phase φ_t, its input offset c_t)."""
+    """Per tap t of one dimension: (its output phase φ_t, its input offset c_t), where
+    output ``a*s + φ_t`` receives tap t from input ``a + c_t`` (the phase form's terms)."""
     return [((t * d - lo) % s, ((t * d - lo) % s + lo - t * d) // s) for t in range(k)]
-
-
-def _dims(spec: Spec):
-    """Per spatial dimension: (s, i, o, n = ceil(o / s), the taps' (φ, c))."""
-    return [(s, i, o, -(-o // s), tap_offsets(k, s, d, lo)) for i, k, s, d, (lo, _), o in
-            zip(spec.in_spatial, spec.kernel_size, spec.strides, spec.dilation, spec.padding,
-                spec.out_spatial)]
 
 
 def _channels_last(a, spec_axes):
@@ -70,12 +64,33 @@ def _kernel(w, spec: Spec):
     return wc.reshape(*wc.shape[:-1], spec.groups, -1)
 
 
+def _einsum(spec: Spec, a, a_axes, b, b_axes, out_axes, g_ax):
+    """`jnp.einsum` in the spec's precision; the group axis (size 1 without groups) is
+    left out of the product itself, so that XLA sees a plain matrix product whose result
+    needs no relayout."""
+    kw = dict(precision=spec.precision, preferred_element_type=spec.preferred_element_type)
+    if spec.groups != 1:
+        return jnp.einsum(a, a_axes, b, b_axes, out_axes, **kw)
+    drop = lambda axes: [v for v in axes if v != g_ax]  # noqa: E731
+    out = jnp.einsum(jnp.squeeze(a, a_axes.index(g_ax)), drop(a_axes),
+                     jnp.squeeze(b, b_axes.index(g_ax)), drop(b_axes), drop(out_axes), **kw)
+    return jnp.expand_dims(out, out_axes.index(g_ax))
+
+
 def _result_dtype(x, spec: Spec):
     return spec.preferred_element_type or x.dtype
 
 
 def products(x, w, spec: Spec):
-    """The forward pass: P = x @ W (one product per group), then overlap-add by phases."""
+    """The forward pass: P = x @ W (one product per group), then overlap-add by phases.
+
+    Tap t of a dimension lands ``t*d = q_t*s + r_t`` past its input's first output:
+    on phase ``r_t``, shifted by ``q_t`` whole strides. So each phase is a sum of
+    the taps' products, each padded by its shift; the phases interleave into the
+    uncropped output, which is cut to ``[lo, lo + o)``. Static pads and slices
+    only: XLA fuses the whole sum into one pass over P. (This function is never
+    transposed by JAX: its derivatives are `input_gradient` and `kernel_gradient`.)
+    """
     if x.size == 0 or w.size == 0:  # N = 0 or C_in = 0: a sum of no terms
         return jnp.zeros(spec.out_shape, _result_dtype(x, spec))
     n, dn = spec.num_spatial, spec.dn
@@ -83,36 +98,38 @@ def products(x, w, spec: Spec):
     xc = xc.reshape(*xc.shape[:-1], spec.groups, -1)
     sp_x, sp_k = list(range(1, n + 1)), list(range(n + 1, 2 * n + 1))
     g_ax, ci, co = 2 * n + 1, 2 * n + 2, 2 * n + 3
-    prods = jnp.einsum(xc, [0, *sp_x, g_ax, ci], _kernel(w, spec), [*sp_k, co, g_ax, ci],
-                       [0, *sp_x, *sp_k, g_ax, co], precision=spec.precision,
-                       preferred_element_type=spec.preferred_element_type)
+    prods = _einsum(spec, xc, [0, *sp_x, g_ax, ci], _kernel(w, spec), [*sp_k, co, g_ax, ci],
+                    [0, *sp_x, *sp_k, g_ax, co], g_ax)
     prods = prods.reshape(*prods.shape[:-2], -1)              # (N, *i, *k, C_out)
-    dims = _dims(spec)
-    # Pad the input axes so that every tap's slice a + c_t, a < n, is in range.
-    below = [max(0, -min(c for _, c in offs)) for *_, offs in dims]
-    above = [max(0, nn - 1 + max(c for _, c in offs) - (i - 1))
-             for (_, i, _, nn, offs) in dims]
-    prods = zero_pad(prods, {1 + j: pair for j, pair in enumerate(zip(below, above))})
-    outs = []
-    for phases in itertools.product(*(range(s) for s, *_ in dims)):
+    strides, sizes = spec.strides, spec.in_spatial
+    shifts = [[divmod(t * d, s) for t in range(k)]            # per tap: (q_t, r_t)
+              for k, s, d in zip(spec.kernel_size, strides, spec.dilation)]
+    q_max = [max(q for q, _ in qr) for qr in shifts]
+    phases = []
+    for r in itertools.product(*(range(s) for s in strides)):
         acc = None
         for t in itertools.product(*(range(k) for k in spec.kernel_size)):
-            if any(dims[j][4][t[j]][0] != phases[j] for j in range(n)):
+            if any(shifts[j][t[j]][1] != r[j] for j in range(n)):
                 continue
-            part = prods[(slice(None), *(slice(None),) * n, *t)]
-            part = crop(part, {1 + j: (dims[j][4][t[j]][1] + below[j],
-                                       part.shape[1 + j] - dims[j][4][t[j]][1] - below[j]
-                                       - dims[j][3]) for j in range(n)})
+            q = [shifts[j][t[j]][0] for j in range(n)]
+            part = jnp.pad(prods[(slice(None),) * (1 + n) + t],
+                           [(0, 0), *((qj, qm - qj) for qj, qm in zip(q, q_max)), (0, 0)])
             acc = part if acc is None else acc + part
         if acc is None:    # no tap lands on this phase
-            acc = jnp.zeros((prods.shape[0], *(nn for *_, nn, _ in dims), prods.shape[-1]),
-                            prods.dtype)
-        outs.append(acc)
-    # (s1, .., sn, N, n1, .., nn, C) -> (N, n1, s1, .., nn, sn, C) -> crop to o -> y's layout
-    y = jnp.stack(outs).reshape(*(s for s, *_ in dims), *outs[0].shape)
+            acc = jnp.zeros((prods.shape[0], *(i + qm for i, qm in zip(sizes, q_max)),
+                             prods.shape[-1]), prods.dtype)
+        phases.append(acc)
+    # (s1, .., sn, N, m1, .., mn, C) -> (N, m1, s1, .., mn, sn, C): the uncropped output
+    y = jnp.stack(phases).reshape(*strides, *phases[0].shape)
     y = y.transpose(n, *(v for j in range(n) for v in (n + 1 + j, j)), 2 * n + 1)
-    y = y.reshape(y.shape[0], *(nn * s for s, _, _, nn, _ in dims), y.shape[-1])
-    y = crop(y, {1 + j: (0, nn * s - o) for j, (s, _, o, nn, _) in enumerate(dims)})
+    full = [(i + qm) * s for i, qm, s in zip(sizes, q_max, strides)]
+    y = y.reshape(y.shape[0], *full, y.shape[-1])
+    # Cut [lo, lo + o) out of it (zeros where that reaches past either end).
+    lo = [p for p, _ in spec.padding]
+    widths = [(max(0, -a), max(0, a + o - f)) for a, o, f in zip(lo, spec.out_spatial, full)]
+    y = jnp.pad(y, [(0, 0), *widths, (0, 0)])
+    y = y[(slice(None), *(slice(a + b, a + b + o) for a, (b, _), o in
+                          zip(lo, widths, spec.out_spatial)))]
     return _from_channels_last(y, dn.lhs_spec)
 
 
@@ -120,30 +137,34 @@ def patches(g, spec: Spec):
     """``D[n, p, t, :] = g[n, p*s + t*d - lo, :]`` (zero outside g), as (N, *i, *k, C_out).
 
     The adjoint of the overlap-add: each input position's view of the outputs
-    its taps landed on, read per phase. g is padded to ``n*s`` outputs and split
-    into ``(n, s)``, so output ``a*s + φ`` is ``g[a, φ]``, and tap t of input p
-    reads ``g[p - c_t, φ_t]``.
+    its taps landed on. g is placed in the uncropped output's frame (``lo`` zeros
+    before it), split into ``(m, s)`` so that position ``a*s + r`` is ``[a, r]``,
+    and tap t of input p reads ``[p + q_t, r_t]`` (``t*d = q_t*s + r_t``): one
+    static slice per tap.
     """
     n, dn = spec.num_spatial, spec.dn
-    dims = _dims(spec)
+    strides, sizes = spec.strides, spec.in_spatial
+    shifts = [[divmod(t * d, s) for t in range(k)]
+              for k, s, d in zip(spec.kernel_size, strides, spec.dilation)]
+    q_max = [max(q for q, _ in qr) for qr in shifts]
+    full = [(i + qm) * s for i, qm, s in zip(sizes, q_max, strides)]
     gc = _channels_last(g, dn.lhs_spec)                          # (N, *o, C_out)
-    gc = zero_pad(gc, {1 + j: (0, nn * s - o) for j, (s, _, o, nn, _) in enumerate(dims)})
-    gc = gc.reshape(gc.shape[0], *(v for s, _, _, nn, _ in dims for v in (nn, s)), -1)
-    # Pad each a-axis so that p - c_t is in range for every p < i and every tap.
-    below = [max(0, max(c for _, c in offs)) for *_, offs in dims]
-    above = [max(0, i - 1 - min(c for _, c in offs) - (nn - 1)) for (_, i, _, nn, offs) in dims]
-    gc = zero_pad(gc, {1 + 2 * j: pair for j, pair in enumerate(zip(below, above))})
+    # Into the uncropped frame [0, full): zeros before and after, crops where g reaches out.
+    lo = [p for p, _ in spec.padding]
+    before = {1 + j: (max(0, a), max(0, f - a - o)) for j, (a, o, f) in
+              enumerate(zip(lo, spec.out_spatial, full))}
+    cut = {1 + j: (max(0, -a), max(0, a + o - f)) for j, (a, o, f) in
+           enumerate(zip(lo, spec.out_spatial, full))}
+    gc = zero_pad(crop(gc, cut), before)
+    gc = gc.reshape(gc.shape[0], *(v for f, s in zip(full, strides) for v in (f // s, s)), -1)
     cols = []
     for t in itertools.product(*(range(k) for k in spec.kernel_size)):
-        widths = {}
-        for j, (s, i, _, _, offs) in enumerate(dims):
-            phi, c = offs[t[j]]
-            start = below[j] - c
-            widths[1 + 2 * j] = (start, gc.shape[1 + 2 * j] - start - i)
-            widths[2 + 2 * j] = (phi, s - 1 - phi)
-        col = crop(gc, widths)
-        cols.append(col.reshape(col.shape[0], *spec.in_spatial, col.shape[-1]))
-    d = jnp.stack(cols, axis=1 + n)                             # (N, *i, prod(k), C_out)
+        index = [slice(None)]
+        for j in range(n):
+            q, r = shifts[j][t[j]]
+            index += [slice(q, q + sizes[j]), r]
+        cols.append(gc[tuple(index)])                         # (N, *i, C_out)
+    d = jnp.stack(cols, axis=1 + n)                           # (N, *i, prod(k), C_out)
     return d.reshape(*d.shape[:1 + n], *spec.kernel_size, d.shape[-1])
 
 
@@ -156,9 +177,8 @@ def input_gradient(g, w, spec: Spec):
     d = d.reshape(*d.shape[:-1], spec.groups, -1)            # (N, *i, *k, G, C_out_g)
     sp_x, sp_k = list(range(1, n + 1)), list(range(n + 1, 2 * n + 1))
     g_ax, ci, co = 2 * n + 1, 2 * n + 2, 2 * n + 3
-    dx = jnp.einsum(d, [0, *sp_x, *sp_k, g_ax, co], _kernel(w, spec), [*sp_k, co, g_ax, ci],
-                    [0, *sp_x, g_ax, ci], precision=spec.precision,
-                    preferred_element_type=spec.preferred_element_type)
+    dx = _einsum(spec, d, [0, *sp_x, *sp_k, g_ax, co], _kernel(w, spec), [*sp_k, co, g_ax, ci],
+                 [0, *sp_x, g_ax, ci], g_ax)
     return _from_channels_last(dx.reshape(*dx.shape[:-2], -1), spec.dn.out_spec)
 
 
@@ -173,12 +193,13 @@ def kernel_gradient(g, x, spec: Spec):
     d = d.reshape(*d.shape[:-1], grp, -1)                    # (N, *i, *k, G, C_out_g)
     sp_x, sp_k = list(range(1, n + 1)), list(range(n + 1, 2 * n + 1))
     g_ax, ci, co = 2 * n + 1, 2 * n + 2, 2 * n + 3
-    dw = jnp.einsum(xc, [0, *sp_x, g_ax, ci], d, [0, *sp_x, *sp_k, g_ax, co],
-                    [*sp_k, co, g_ax, ci], precision=spec.precision,
-                    preferred_element_type=spec.preferred_element_type)
-    dw = dw.reshape(*spec.kernel_size, dw.shape[n], -1)     # (*k, C_out_g, C_in)
+    # The product's natural order (G, C_in_g, *k, C_out_g): XLA then transposes the small
+    # result, not the patches (which are prod(k) / prod(s) times the output's size).
+    dw = _einsum(spec, xc, [0, *sp_x, g_ax, ci], d, [0, *sp_x, *sp_k, g_ax, co],
+                 [g_ax, ci, *sp_k, co], g_ax)
+    dw = dw.reshape(-1, *spec.kernel_size, dw.shape[-1])    # (C_in, *k, C_out_g)
     rhs = spec.dn.rhs_spec
-    return jnp.transpose(dw, _inverse((*rhs[2:], rhs[1], rhs[0])))
+    return jnp.transpose(dw, _inverse((rhs[0], *rhs[2:], rhs[1])))
 
 
 def _inverse(perm) -> tuple[int, ...]:
