@@ -15,6 +15,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jax_tconv import _calibrate
 from jax_tconv._dilated import dilated, transpose_by_dilation
 from jax_tconv._layout import channels_last
 from jax_tconv._matmul import transpose_by_matmul
@@ -45,6 +46,7 @@ AUTO_FORWARDS = {
         dilated, kernel_gradient=fast_kernel_gradient)), static_argnums=2),
     "phase": FORMULATIONS["phase"],
     "vjp": FORMULATIONS["vjp"],
+    "products": FORMULATIONS["products"],
 }
 
 
@@ -61,12 +63,15 @@ class AutoChoice(NamedTuple):
 
 
 def auto(spec: Spec, backend: str | None = None) -> AutoChoice:
-    """The strategy: a pure function of the configuration and the backend.
+    """The strategy: a function of the configuration, the backend and, on CPU, the machine.
 
     On CPU the layout is canonicalised first (`channels_last`), so the choice,
     made on the channels-last form, is the same for every `dimension_numbers`
-    permutation of one geometry. The table was measured with the benchmarks in
-    the repository's ``benchmarks/`` (docs/performance.md). With a padding mode
+    permutation of one geometry. Then this machine's calibrated rates
+    (`jax_tconv._calibrate`, measured once and cached) predict the
+    forward+backward time of the "products" formulation and of a convolution
+    formulation; "products" runs where it is predicted faster, else the
+    convolution table below picks the formulation. With a padding mode
     other than 'zeros' the choice is the one for the uncropped transposed
     convolution that the formulations run before folding the border back.
     """
@@ -77,7 +82,17 @@ def auto(spec: Spec, backend: str | None = None) -> AutoChoice:
     backend = backend or jax.default_backend()
     if backend == "cpu":
         cl = channels_last(spec)
+        rates = _calibrate.rates(AUTO_FORWARDS["dilated"], FORMULATIONS["products"], backend)
+        products, convolution = rates.predict(cl.spec)
+        if products < convolution:
+            # Layout-free: it moves x's channels last itself, inside its one matrix product.
+            return AutoChoice("products", f"predicted on this machine's calibrated rates "
+                              f"({rates.describe()}): forward+backward {products:.3g} ms as "
+                              f"matrix products against {convolution:.3g} ms as convolutions")
         choice = _channels_last_table(cl.spec)
+        choice = choice._replace(reason=choice.reason + f"; convolutions predicted faster "
+                                 f"than matrix products on this machine ({convolution:.3g} "
+                                 f"against {products:.3g} ms; {rates.describe()})")
         if cl.is_identity:
             return choice
         return AutoChoice(choice.method, choice.reason + "; run channels-last (x, w and y "

@@ -27,27 +27,25 @@ rewritten.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
 import functools
 import json
 import math
-import os
 import pathlib
 import statistics
-import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jax_tconv import _strategy
+from jax_tconv._cache import CACHE_ENV, cache_path, file_lock, outside_traces, write_json
 from jax_tconv._layout import channels_last
 from jax_tconv._spec import Spec, shaped, transpose_spec
 from jax_tconv._version import __version__
@@ -62,8 +60,6 @@ from jax_tconv.typing import (
 
 __all__ = ["CACHE_ENV", "TuneChoice", "Timing", "cache_path", "tune_choice"]
 
-#: Environment variable naming the cache file (read at call time).
-CACHE_ENV = "JAX_TCONV_TUNE_CACHE"
 #: What the cache file says it is; a file without these is foreign.
 FORMAT = "jax_tconv tune cache"
 SCHEMA = 1
@@ -89,12 +85,11 @@ AGREEMENT_RTOL_LOW_PRECISION = 3e-2  # float16, bfloat16 and the like
 #: "vjp", "dilated" and "phase" run through the channels-last form of the
 #: layout (x, w and y transposed around them), tried only when the user's
 #: layout is not channels-last already.
-BASE_CANDIDATES = ("vjp", "matmul", "dilated", "phase", "auto")
+BASE_CANDIDATES = ("vjp", "matmul", "dilated", "phase", "products", "auto")
 CHANNELS_LAST_CANDIDATES = ("vjp+cl", "dilated+cl", "phase+cl")
 ALL_CANDIDATES = BASE_CANDIDATES + CHANNELS_LAST_CANDIDATES
 
 Entry = dict[str, Any]
-_T = TypeVar("_T")
 
 # One lock for the in-memory cache, measurements and writes: measurements are
 # serialised so that two of them never slow each other down.
@@ -175,31 +170,7 @@ def measure(spec: Spec, dtype: np.dtype, *, rounds: int | None = None,
       RuntimeError: no candidate runs this configuration.
     """
     n = ROUNDS if rounds is None else rounds
-    return _outside_traces(lambda: _measure(spec, np.dtype(dtype), n, fn))
-
-
-def _outside_traces(fn: Callable[[], _T]) -> _T:
-    """`fn()` on a fresh thread: JAX's trace state is per thread, so no tracer leaks in.
-
-    The caller's x64 mode, which can be thread-local (``jax.enable_x64``), is
-    carried over, so a float64 configuration is measured in float64.
-    """
-    x64 = bool(jax.config.read("jax_enable_x64"))
-    result: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            with jax.enable_x64(x64):
-                result["value"] = fn()
-        except BaseException as e:  # re-raised in the caller's thread
-            result["error"] = e
-
-    worker = threading.Thread(target=work, name="jax_tconv-tune")
-    worker.start()
-    worker.join()
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
+    return outside_traces(lambda: _measure(spec, np.dtype(dtype), n, fn))
 
 
 def _time(call: Callable[[], Any]) -> float:
@@ -325,15 +296,6 @@ def _loss(name: str, spec: Spec) -> Callable[[jax.Array, jax.Array, jax.Array], 
 # The key and the cache.
 
 
-def cache_path() -> pathlib.Path:
-    """Where the cache lives: ``$JAX_TCONV_TUNE_CACHE``, else the user's cache folder."""
-    if os.environ.get(CACHE_ENV):
-        return pathlib.Path(os.environ[CACHE_ENV]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = pathlib.Path(xdg) if xdg and os.path.isabs(xdg) else pathlib.Path.home() / ".cache"
-    return base / "jax_tconv" / "tune.json"
-
-
 @functools.lru_cache(maxsize=8)
 def _device_kind(backend: str) -> str:
     return jax.devices(backend)[0].device_kind
@@ -399,41 +361,11 @@ def _read(path: pathlib.Path, *, warn: bool) -> dict[str, Entry]:
     return entries
 
 
-@contextlib.contextmanager
-def _file_lock(path: pathlib.Path) -> Iterator[None]:
-    """Hold ``PATH.lock`` exclusively (``fcntl.flock``); a no-op where fcntl is missing."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: the atomic replace still holds
-        yield
-        return
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
-
-
 def _write(path: pathlib.Path, new: dict[str, Entry]) -> dict[str, Entry]:
     """Merge `new` into the file under the lock, replace it atomically; the merged entries."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(path):
+    with file_lock(path):
         merged = {**_read(path, warn=False), **new}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"format": FORMAT, "schema": SCHEMA, "entries": merged}, f,
-                          indent=1, sort_keys=True)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_json(path, {"format": FORMAT, "schema": SCHEMA, "entries": merged})
     return merged
 
 

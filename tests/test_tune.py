@@ -383,9 +383,10 @@ def test_threads_measure_each_configuration_once(cache, fake_measure):
 
 def test_method_check_accepts_tune_and_names_it():
     assert _checks.method("f", "tune") == "tune"
-    assert _checks.METHODS == jax_tconv.METHODS == ("vjp", "matmul", "dilated", "phase")
+    assert _checks.METHODS == jax_tconv.METHODS == ("vjp", "matmul", "dilated", "phase",
+                                                   "products")
     with pytest.raises(ValueError, match=r"^f: unknown method 'Tune'; choose 'auto', 'tune' or "
-                                         r"one of 'vjp', 'matmul', 'dilated', 'phase'\.$"):
+                                         r"one of 'vjp', 'matmul', 'dilated', 'phase', 'products'\.$"):
         _checks.method("f", "Tune")
 
 
