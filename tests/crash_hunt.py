@@ -45,7 +45,7 @@ import sys
 import time
 import zlib
 
-METHODS = ("vjp", "matmul", "dilated", "phase", "auto")
+METHODS = ("vjp", "matmul", "dilated", "phase", "products", "auto")
 PASSES = ("forward", "vjp", "jvp", "second")
 DTYPES = ("float32",) * 4 + ("float64", "bfloat16", "float16", "complex64")
 MATMUL_MAX_BYTES = 1 << 20
