@@ -649,7 +649,8 @@ def cpu_model() -> str:
 def cpu_isa() -> str:
     """The vector ISA XLA may use, and PyTorch's oneDNN: the CPU's best unless limited."""
     try:
-        flags = set(open("/proc/cpuinfo").read().split())
+        with open("/proc/cpuinfo") as f:
+            flags = set(f.read().split())
     except OSError:
         flags = set()
     native = next((name for flag, name in (("amx_tile", "AMX"), ("avx512f", "AVX-512"),

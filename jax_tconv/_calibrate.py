@@ -54,10 +54,15 @@ from jax_tconv._cache import cache_path, file_lock, outside_traces, write_json
 from jax_tconv._spec import Spec, transpose_spec
 from jax_tconv._version import __version__
 
-__all__ = ["RATES_ENV", "Rates", "calibration_path", "machine_key", "measure", "rates"]
+__all__ = ["MAX_TEMP_BYTES", "RATES_ENV", "Rates", "calibration_path", "machine_key", "measure",
+           "rates", "temporary_bytes"]
 
 #: Environment variable fixing the rates: ``"dot=GFLOPS,conv=GFLOPS,temp=GBS"``.
 RATES_ENV = "JAX_TCONV_RATES"
+#: "auto" runs "products" only where its temporary P (float32) is at most this many bytes:
+#: the rates are measured on a 4 MiB one, and a layer whose P is gigabytes would hold
+#: prod(k) / prod(s) times its output in memory where a convolution holds almost nothing.
+MAX_TEMP_BYTES = 64 * 2**20
 ROUNDS = 7
 _FORMAT = "jax_tconv calibration"
 
@@ -79,8 +84,9 @@ class Rates:
             3 * flops / (self.conv * 1e6)
 
     def products_wins(self, spec: Spec) -> bool:
+        """"products" predicted faster, and its temporary within `MAX_TEMP_BYTES`."""
         products, conv = self.predict(spec)
-        return products < conv
+        return products < conv and temporary_bytes(spec) <= MAX_TEMP_BYTES
 
     def describe(self) -> str:
         return (f"matrix products {self.dot:.0f} GFLOP/s, convolution formulation "
@@ -88,9 +94,17 @@ class Rates:
                 f"({self.source})")
 
 
+def temporary_bytes(spec: Spec, itemsize: int = 4) -> int:
+    """Bytes of the "products" formulation's temporary P (and of the patches D)."""
+    return _work(spec, itemsize)[1]
+
+
 def _work(spec: Spec, itemsize: int = 4) -> tuple[int, int]:
-    """(useful FLOPs of the forward pass, bytes of the products' temporary P)."""
-    n = spec.in_shape[spec.dn.out_spec[0]] * math.prod(spec.in_spatial)
+    """(useful FLOPs of the forward pass, bytes of the products' temporary P). A symbolic
+    batch size (`jax.export`'s shape polymorphism) counts as 1: the prediction's choice
+    does not depend on it, and the temporary's bound then holds per example."""
+    batch = spec.in_shape[spec.dn.out_spec[0]]
+    n = (batch if isinstance(batch, int) else 1) * math.prod(spec.in_spatial)
     taps = math.prod(spec.kernel_size)
     flops = 2 * n * spec.in_channels * taps * spec.out_channels // spec.groups
     return flops, itemsize * n * taps * spec.out_channels

@@ -64,11 +64,12 @@ def _kernel(w, spec: Spec):
     return wc.reshape(*wc.shape[:-1], spec.groups, -1)
 
 
-def _einsum(spec: Spec, a, a_axes, b, b_axes, out_axes, g_ax):
-    """`jnp.einsum` in the spec's precision; the group axis (size 1 without groups) is
-    left out of the product itself, so that XLA sees a plain matrix product whose result
-    needs no relayout."""
-    kw = dict(precision=spec.precision, preferred_element_type=spec.preferred_element_type)
+def _einsum(spec: Spec, a, a_axes, b, b_axes, out_axes, g_ax, accumulate=None):
+    """`jnp.einsum` in the spec's precision, its result in `accumulate` (default: the spec's
+    preferred_element_type); the group axis (size 1 without groups) is left out of the
+    product itself, so that XLA sees a plain matrix product whose result needs no relayout."""
+    kw = dict(precision=spec.precision,
+              preferred_element_type=accumulate or spec.preferred_element_type)
     if spec.groups != 1:
         return jnp.einsum(a, a_axes, b, b_axes, out_axes, **kw)
     drop = lambda axes: [v for v in axes if v != g_ax]  # noqa: E731
@@ -98,8 +99,13 @@ def products(x, w, spec: Spec):
     xc = xc.reshape(*xc.shape[:-1], spec.groups, -1)
     sp_x, sp_k = list(range(1, n + 1)), list(range(n + 1, 2 * n + 1))
     g_ax, ci, co = 2 * n + 1, 2 * n + 2, 2 * n + 3
+    # 16-bit inputs: the products and their sums in float32, rounded once at the end, as a
+    # convolution accumulates (up to prod(k) / prod(s) products land on one output).
+    wide = jnp.float32 if jnp.dtype(x.dtype).itemsize == 2 and jnp.issubdtype(
+        x.dtype, jnp.floating) else None
     prods = _einsum(spec, xc, [0, *sp_x, g_ax, ci], _kernel(w, spec), [*sp_k, co, g_ax, ci],
-                    [0, *sp_x, *sp_k, g_ax, co], g_ax)
+                    [0, *sp_x, *sp_k, g_ax, co], g_ax,
+                    accumulate=spec.preferred_element_type or wide)
     prods = prods.reshape(*prods.shape[:-2], -1)              # (N, *i, *k, C_out)
     strides, sizes = spec.strides, spec.in_spatial
     shifts = [[divmod(t * d, s) for t in range(k)]            # per tap: (q_t, r_t)
@@ -130,7 +136,7 @@ def products(x, w, spec: Spec):
     y = jnp.pad(y, [(0, 0), *widths, (0, 0)])
     y = y[(slice(None), *(slice(a + b, a + b + o) for a, (b, _), o in
                           zip(lo, widths, spec.out_spatial)))]
-    return _from_channels_last(y, dn.lhs_spec)
+    return _from_channels_last(y.astype(_result_dtype(x, spec)), dn.lhs_spec)
 
 
 def patches(g, spec: Spec):

@@ -84,15 +84,19 @@ def auto(spec: Spec, backend: str | None = None) -> AutoChoice:
         cl = channels_last(spec)
         rates = _calibrate.rates(AUTO_FORWARDS["dilated"], FORMULATIONS["products"], backend)
         products, convolution = rates.predict(cl.spec)
-        if products < convolution:
+        if rates.products_wins(cl.spec):
             # Layout-free: it moves x's channels last itself, inside its one matrix product.
             return AutoChoice("products", f"predicted on this machine's calibrated rates "
                               f"({rates.describe()}): forward+backward {products:.3g} ms as "
                               f"matrix products against {convolution:.3g} ms as convolutions")
         choice = _channels_last_table(cl.spec)
-        choice = choice._replace(reason=choice.reason + f"; convolutions predicted faster "
-                                 f"than matrix products on this machine ({convolution:.3g} "
-                                 f"against {products:.3g} ms; {rates.describe()})")
+        why = (f"convolutions predicted faster than matrix products on this machine "
+               f"({convolution:.3g} against {products:.3g} ms; {rates.describe()})"
+               if products >= convolution else
+               f"matrix products predicted faster ({products:.3g} against {convolution:.3g} "
+               f"ms) but their temporary would be {_calibrate.temporary_bytes(cl.spec):,} "
+               f"bytes, over {_calibrate.MAX_TEMP_BYTES:,}")
+        choice = choice._replace(reason=f"{choice.reason}; {why}")
         if cl.is_identity:
             return choice
         return AutoChoice(choice.method, choice.reason + "; run channels-last (x, w and y "

@@ -78,7 +78,7 @@ SKIP = {("auto", "space")}
 # Under automatic axes the partitioner may leave y of these unsplit where lax's convolution
 # splits it (the kernel's channels, space): values equal, placement its choice ("tune" runs
 # whichever strategy it measured fastest).
-AUTO_MAY_GATHER = {"phase", "matmul", "tune"}
+AUTO_MAY_GATHER = {"phase", "matmul", "products", "tune"}
 
 
 def arrays(name):

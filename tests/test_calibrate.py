@@ -85,6 +85,10 @@ def test_the_prediction_by_hand():
     # The same machine with few input channels: the temporaries dominate.
     narrow = _spec((8, 8, 8, 4), (4, 4, 128, 4), strides=2, padding=1)
     assert not rates.products_wins(narrow)
+    # A temporary over MAX_TEMP_BYTES: never, however fast the products.
+    huge = _spec((64, 64, 64, 128), (4, 4, 128, 128), strides=2, padding=1)
+    assert _calibrate.temporary_bytes(huge) == 4 * 64 * 64 * 64 * 16 * 128
+    assert not _calibrate.Rates(dot=1000.0, conv=1.0, temp=1000.0).products_wins(huge)
 
 
 @pytest.mark.parametrize("rates,expect", [("dot=400,conv=100,temp=50", "products"),

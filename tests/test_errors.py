@@ -207,7 +207,7 @@ def test_optional_arguments_are_keyword_only(fn):
 
 
 def test_methods_are_stable_and_have_functions():
-    assert jax_tconv.METHODS == ("vjp", "matmul", "dilated", "phase")
+    assert jax_tconv.METHODS == ("vjp", "matmul", "dilated", "phase", "products")
     for m in jax_tconv.METHODS:
         fn = getattr(jax_tconv, f"conv_transpose_{m}")
         params = inspect.signature(fn).parameters

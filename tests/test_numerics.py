@@ -223,13 +223,15 @@ def test_large_layer_temporary_memory(k, s, p):
     zero-dilated input times its kernel in temporaries (or a dense matrix)."""
     w = jax.ShapeDtypeStruct((k, k, 128, 128), jnp.float32)
     y_bytes = 64 * 128 * 128 * 128 * 4
-    for method in ("vjp", "dilated", "phase", "auto"):
+    for method in ("vjp", "dilated", "phase", "auto", "products"):
         f = jax.jit(lambda x, w, m=method: jax_tconv.conv_transpose(
             x, w, strides=s, padding=p, method=m))
         stats = f.lower(BIG_X, w).compile().memory_analysis()
         assert stats.output_size_in_bytes == y_bytes, method
-        assert stats.temp_size_in_bytes <= MAX_TEMP_PER_OUTPUT * y_bytes, (
-            method, stats.temp_size_in_bytes)
+        # "products" holds P, prod(k) / prod(s) outputs' worth (its documented excess); "auto"
+        # runs it only below MAX_TEMP_BYTES, far below this layer's P.
+        bound = k * k / (s * s) + 0.5 if method == "products" else MAX_TEMP_PER_OUTPUT
+        assert stats.temp_size_in_bytes <= bound * y_bytes, (method, stats.temp_size_in_bytes)
 
 
 def test_large_layer_runs_and_methods_agree():
