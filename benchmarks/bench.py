@@ -355,12 +355,16 @@ def run(layers, *, rounds=15, dtype=jnp.float32, with_torch=True, out_dir=None,
             except ValueError as e:  # pragma: no cover - reported, not fatal
                 print_fn(f"skip {layer.name} {layout}: {e}")
                 continue
+            lx, lw, _ = arrays[layout]
+            runs = jax_tconv.auto_method(lx, lw, strides=layer.s, padding=layer.p,
+                                         output_padding=layer.op,
+                                         dimension_numbers=dimension_numbers_for(nd, layout))
             for mode, idx in (("fwd", 0), ("fwd+bwd", 1)):
                 fns, stats = {}, {}
                 for name, pair in contestants.items():
                     where = dict(layer=layer.name, layout=layout, label=layout_label(layout, nd),
                                  arrays=layout_label(FIXED_LAYOUT.get(name, layout), nd),
-                                 mode=mode, name=name)
+                                 mode=mode, name=name, auto_runs=runs.method)
                     fn = pair[idx]
                     try:
                         stats[name] = _compile_stats(fn)
@@ -449,8 +453,9 @@ def roofline_table(rows) -> str:
     by = _index(rows)
     names = [n for n in ("auto", *jax_tconv.METHODS, "torch", "lax", "flax")
              if any(r["name"] == n for r in rows)]
-    lines = ["| layer | layout | mode | roofline ms | bound | " + " | ".join(
-        f"{n} / roofline" for n in names) + " |", "|---|---|---|---:|---|" + "---:|" * len(names)]
+    lines = ["| layer | layout | mode | roofline ms | bound | auto runs | " + " | ".join(
+        f"{n} / roofline" for n in names) + " |",
+        "|---|---|---|---:|---|---|" + "---:|" * len(names)]
     for layout in _layouts(rows):
         for layer in _layers(rows):
             for mode in ("fwd", "fwd+bwd"):
@@ -460,7 +465,8 @@ def roofline_table(rows) -> str:
                 cells = [f"{by[(layout, layer, mode, n)]['vs_roof']:.2f}"
                          if (layout, layer, mode, n) in by else "" for n in names]
                 lines.append(f"| {layer} | {auto['label']} | {mode} | {auto['roof_ms']:.3f} | "
-                             f"{auto['roof_kind']} | " + " | ".join(cells) + " |")
+                             f"{auto['roof_kind']} | {auto.get('auto_runs', '')} | "
+                             + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

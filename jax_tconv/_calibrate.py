@@ -39,7 +39,6 @@ import math
 import os
 import pathlib
 import platform
-import statistics
 import threading
 import time
 import warnings
@@ -57,13 +56,14 @@ from jax_tconv._version import __version__
 __all__ = ["MAX_TEMP_BYTES", "RATES_ENV", "Rates", "calibration_path", "machine_key", "measure",
            "rates", "temporary_bytes"]
 
-#: Environment variable fixing the rates: ``"dot=GFLOPS,conv=GFLOPS,temp=GBS"``.
+#: Environment variable fixing the rates: ``"dot=GFLOPS,conv=GFLOPS,temp=GBS"``, optionally
+#: ``",conv3d=GFLOPS"`` (default: conv).
 RATES_ENV = "JAX_TCONV_RATES"
 #: "auto" runs "products" only where its temporary P (float32) is at most this many bytes:
 #: the rates are measured on a 4 MiB one, and a layer whose P is gigabytes would hold
 #: prod(k) / prod(s) times its output in memory where a convolution holds almost nothing.
 MAX_TEMP_BYTES = 64 * 2**20
-ROUNDS = 7
+ROUNDS = 20
 _FORMAT = "jax_tconv calibration"
 
 
@@ -75,13 +75,15 @@ class Rates:
     dot: float
     conv: float
     temp: float
+    conv3d: float | None = None     # the convolution rate of 3-D layers (default: `conv`)
     source: str = "measured"
 
     def predict(self, spec: Spec, itemsize: int = 4) -> tuple[float, float]:
         """Predicted forward+backward milliseconds: ("products", a convolution formulation)."""
         flops, temp = _work(spec, itemsize)
+        conv = self.conv3d if spec.num_spatial >= 3 and self.conv3d else self.conv
         return 3 * flops / (self.dot * 1e6) + temp / (self.temp * 1e6), \
-            3 * flops / (self.conv * 1e6)
+            3 * flops / (conv * 1e6)
 
     def products_wins(self, spec: Spec) -> bool:
         """"products" predicted faster, and its temporary within `MAX_TEMP_BYTES`."""
@@ -89,8 +91,9 @@ class Rates:
         return products < conv and temporary_bytes(spec) <= MAX_TEMP_BYTES
 
     def describe(self) -> str:
+        conv3d = f" (3-D {self.conv3d:.0f})" if self.conv3d else ""
         return (f"matrix products {self.dot:.0f} GFLOP/s, convolution formulation "
-                f"{self.conv:.0f} GFLOP/s, products' temporaries {self.temp:.0f} GB/s "
+                f"{self.conv:.0f}{conv3d} GFLOP/s, products' temporaries {self.temp:.0f} GB/s "
                 f"({self.source})")
 
 
@@ -135,26 +138,31 @@ def calibration_path() -> pathlib.Path:
     return cache_path().with_name("calibration.json")
 
 
-def _median_ms(calls: dict[str, Any], rounds: int) -> dict[str, float]:
+def _best_ms(calls: dict[str, Any], rounds: int) -> dict[str, float]:
+    """Each call's fastest time over `rounds` round-robin rounds (the least disturbed run:
+    steadier than the median over a few milliseconds' calls)."""
     times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(rounds):          # round-robin: a neighbour's load slows all alike
         for name, call in calls.items():
             t0 = time.perf_counter()
             jax.block_until_ready(call())
             times[name].append(time.perf_counter() - t0)
-    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
+    return {name: 1e3 * min(t) for name, t in times.items()}
 
 
 #: The reference layer of `measure`: DCGAN's 16 -> 32 step at batch 4, channels-last.
 REFERENCE = dict(x=(4, 16, 16, 128), w=(4, 4, 64, 128), strides=2, padding=1)
+#: The 3-D reference, for the convolution rate of 3-D layers (XLA:CPU's 3-D convolutions
+#: run at their own rate): k4 s2 p1 on 8^3, 64 -> 32 channels, batch 2.
+REFERENCE_3D = dict(x=(2, 8, 8, 8, 64), w=(4, 4, 4, 32, 64), strides=2, padding=1)
 
 
-def measure(conv: Callable, products: Callable, backend: str = "cpu",
-            rounds: int = ROUNDS) -> Rates:
-    """Time the reference layer three ways (module docstring) on `backend`: its `Rates`.
+def measure(conv: Callable, products: Callable, conv3d: Callable | None = None,
+            backend: str = "cpu", rounds: int = ROUNDS) -> Rates:
+    """Time the reference layers (module docstring) on `backend`: this machine's `Rates`.
 
-    `conv` and `products` are formulations ``f(x, w, spec)`` (passed in by the
-    strategy layer, which owns them).
+    `conv`, `products` and `conv3d` (the 3-D convolution formulation; default `conv`) are
+    formulations ``f(x, w, spec)``, passed in by the strategy layer, which owns them.
     """
     def work() -> Rates:
         device = jax.devices(backend)[0]
@@ -163,29 +171,33 @@ def measure(conv: Callable, products: Callable, backend: str = "cpu",
         def arr(*shape):
             return jax.device_put(jnp.asarray(rng.standard_normal(shape), jnp.float32), device)
 
-        x, w = arr(*REFERENCE["x"]), arr(*REFERENCE["w"])
-        spec = transpose_spec("auto_method", x, w, strides=REFERENCE["strides"],
-                              padding=REFERENCE["padding"], output_padding=0,
-                              output_shape=None, dilation=1, groups=1, dimension_numbers=None,
-                              precision=None, preferred_element_type=None)
-        flops, temp = _work(spec)
-        cot = arr(*spec.out_shape)
+        def step(f, ref):
+            x, w = arr(*ref["x"]), arr(*ref["w"])
+            spec = transpose_spec("auto_method", x, w, strides=ref["strides"],
+                                  padding=ref["padding"], output_padding=0,
+                                  output_shape=None, dilation=1, groups=1,
+                                  dimension_numbers=None, precision=None,
+                                  preferred_element_type=None)
+            loss = lambda x, w, c: jnp.sum(f(x, w, spec) * c)  # noqa: E731
+            call = functools.partial(jax.jit(jax.value_and_grad(loss, argnums=(0, 1))), x, w,
+                                     arr(*spec.out_shape))
+            return call, spec
+
         m, c_in = math.prod(REFERENCE["x"][:3]), REFERENCE["x"][3]
         a, b, d = arr(m, c_in), arr(c_in, 16 * 64), arr(m, 16 * 64)
-
-        def step(f):
-            loss = lambda x, w, c: jnp.sum(f(x, w, spec) * c)  # noqa: E731
-            return functools.partial(jax.jit(jax.value_and_grad(loss, argnums=(0, 1))), x, w,
-                                     cot)
         calls = {"dot": functools.partial(jax.jit(lambda a, b, d: (a @ b, d @ b.T, a.T @ d)),
-                                          a, b, d),
-                 "conv": step(conv), "products": step(products)}
+                                          a, b, d)}
+        calls["conv"], spec = step(conv, REFERENCE)
+        calls["products"], _ = step(products, REFERENCE)
+        calls["conv3d"], spec3 = step(conv3d or conv, REFERENCE_3D)
         for call in calls.values():
             jax.block_until_ready(call())     # compile and warm up
-        ms = _median_ms(calls, rounds)
+        ms = _best_ms(calls, rounds)
+        flops, temp = _work(spec)
         extra = max(ms["products"] - ms["dot"], 1e-3 * ms["dot"])  # the temporaries' cost
         return Rates(dot=3 * flops / (ms["dot"] * 1e6), conv=3 * flops / (ms["conv"] * 1e6),
-                     temp=temp / (extra * 1e6))
+                     temp=temp / (extra * 1e6),
+                     conv3d=3 * _work(spec3)[0] / (ms["conv3d"] * 1e6))
     with jax.enable_x64(False):
         return outside_traces(work)
 
@@ -194,8 +206,9 @@ def _from_env(text: str) -> Rates:
     try:
         values = dict(item.split("=") for item in text.replace(" ", "").split(","))
         found = Rates(float(values["dot"]), float(values["conv"]), float(values["temp"]),
+                      float(values.get("conv3d", values["conv"])),
                       source=f"{RATES_ENV}={text}")
-        if min(found.dot, found.conv, found.temp) <= 0:
+        if min(found.dot, found.conv, found.temp, found.conv3d or 1) <= 0:
             raise ValueError("a rate is not positive")
         return found
     except (ValueError, KeyError) as e:
@@ -208,9 +221,10 @@ _LOCK = threading.Lock()
 _MEMORY: dict[str, Rates] = {}
 
 
-def rates(conv: Callable, products: Callable, backend: str = "cpu") -> Rates:
+def rates(conv: Callable, products: Callable, conv3d: Callable | None = None,
+          backend: str = "cpu") -> Rates:
     """This machine's rates: ``$JAX_TCONV_RATES``, else memory, else the file, else `measure`
-    (of the formulations `conv` and `products`)."""
+    (of the formulations `conv`, `products` and `conv3d`)."""
     if os.environ.get(RATES_ENV):
         return _from_env(os.environ[RATES_ENV])
     key = machine_key(backend)
@@ -220,8 +234,9 @@ def rates(conv: Callable, products: Callable, backend: str = "cpu") -> Rates:
         path = calibration_path()
         entry = _read(path).get(key)
         if entry is None:
-            found = measure(conv, products, backend)
-            entry = {"dot": found.dot, "conv": found.conv, "temp": found.temp}
+            found = measure(conv, products, conv3d, backend)
+            entry = {"dot": found.dot, "conv": found.conv, "temp": found.temp,
+                     "conv3d": found.conv3d}
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with file_lock(path):
@@ -230,7 +245,7 @@ def rates(conv: Callable, products: Callable, backend: str = "cpu") -> Rates:
                 warnings.warn(f"jax_tconv: could not write the calibration file {path} ({e}); "
                               f"the rates are kept in memory for this process only",
                               UserWarning, stacklevel=3)
-        _MEMORY[key] = Rates(entry["dot"], entry["conv"], entry["temp"],
+        _MEMORY[key] = Rates(entry["dot"], entry["conv"], entry["temp"], entry["conv3d"],
                              source=f"measured once, {path}")
         return _MEMORY[key]
 
@@ -250,4 +265,4 @@ def _read(path: pathlib.Path) -> dict[str, dict[str, float]]:
         return {}
     return {k: v for k, v in entries.items()
             if isinstance(v, dict) and all(isinstance(v.get(f), int | float) and v[f] > 0
-                                           for f in ("dot", "conv", "temp"))}
+                                           for f in ("dot", "conv", "temp", "conv3d"))}

@@ -82,7 +82,8 @@ def auto(spec: Spec, backend: str | None = None) -> AutoChoice:
     backend = backend or jax.default_backend()
     if backend == "cpu":
         cl = channels_last(spec)
-        rates = _calibrate.rates(AUTO_FORWARDS["dilated"], FORMULATIONS["products"], backend)
+        rates = _calibrate.rates(AUTO_FORWARDS["dilated"], FORMULATIONS["products"],
+                                 AUTO_FORWARDS["phase"], backend)
         products, convolution = rates.predict(cl.spec)
         if rates.products_wins(cl.spec):
             # Layout-free: it moves x's channels last itself, inside its one matrix product.

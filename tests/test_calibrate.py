@@ -30,12 +30,14 @@ def fresh(tmp_path, monkeypatch):
 
 
 def _formulations():
-    return _strategy.AUTO_FORWARDS["dilated"], _strategy.FORMULATIONS["products"]
+    return (_strategy.AUTO_FORWARDS["dilated"], _strategy.FORMULATIONS["products"],
+            _strategy.AUTO_FORWARDS["phase"])
 
 
 def test_measured_once_then_read_from_memory_and_file(fresh, monkeypatch):
     rates = _calibrate.rates(*_formulations())
-    assert all(math.isfinite(v) and v > 0 for v in (rates.dot, rates.conv, rates.temp))
+    assert all(math.isfinite(v) and v > 0
+               for v in (rates.dot, rates.conv, rates.temp, rates.conv3d))
     data = json.loads(fresh.read_text())
     key = _calibrate.machine_key("cpu")
     assert data["format"] == "jax_tconv calibration" and set(data["entries"]) == {key}
@@ -45,7 +47,8 @@ def test_measured_once_then_read_from_memory_and_file(fresh, monkeypatch):
     assert _calibrate.rates(*_formulations()) == rates
     monkeypatch.setattr(_calibrate, "_MEMORY", {})
     again = _calibrate.rates(*_formulations())
-    assert (again.dot, again.conv, again.temp) == (rates.dot, rates.conv, rates.temp)
+    assert (again.dot, again.conv, again.temp, again.conv3d) == (rates.dot, rates.conv,
+                                                                  rates.temp, rates.conv3d)
 
 
 def test_an_isa_limit_is_another_machine(monkeypatch):
@@ -56,7 +59,7 @@ def test_an_isa_limit_is_another_machine(monkeypatch):
 def test_a_corrupt_file_is_measured_again(fresh, monkeypatch):
     fresh.write_text("{not json")
     monkeypatch.setattr(_calibrate, "measure",
-                        lambda *a, **k: _calibrate.Rates(100.0, 50.0, 10.0))
+                        lambda *a, **k: _calibrate.Rates(100.0, 50.0, 10.0, 40.0))
     assert _calibrate.rates(*_formulations()).dot == 100.0
     assert json.loads(fresh.read_text())["format"] == "jax_tconv calibration"
 
@@ -64,7 +67,9 @@ def test_a_corrupt_file_is_measured_again(fresh, monkeypatch):
 def test_rates_from_the_environment(monkeypatch):
     monkeypatch.setenv(_calibrate.RATES_ENV, "dot=200, conv=50,temp=8")
     rates = _calibrate.rates(*_formulations())
-    assert (rates.dot, rates.conv, rates.temp) == (200.0, 50.0, 8.0)
+    assert (rates.dot, rates.conv, rates.temp, rates.conv3d) == (200.0, 50.0, 8.0, 50.0)
+    monkeypatch.setenv(_calibrate.RATES_ENV, "dot=200,conv=50,temp=8,conv3d=20")
+    assert _calibrate.rates(*_formulations()).conv3d == 20.0
     for bad in ("dot=1,conv=2", "dot=a,conv=1,temp=1", "dot=0,conv=1,temp=1"):
         monkeypatch.setenv(_calibrate.RATES_ENV, bad)
         with pytest.raises(ValueError, match=r"JAX_TCONV_RATES=.*dot=GFLOPS,conv=GFLOPS,temp=GBS"
@@ -89,6 +94,10 @@ def test_the_prediction_by_hand():
     huge = _spec((64, 64, 64, 128), (4, 4, 128, 128), strides=2, padding=1)
     assert _calibrate.temporary_bytes(huge) == 4 * 64 * 64 * 64 * 16 * 128
     assert not _calibrate.Rates(dot=1000.0, conv=1.0, temp=1000.0).products_wins(huge)
+    # 3-D layers are predicted with the 3-D convolution rate.
+    vol = _spec((2, 8, 8, 8, 16), (4, 4, 4, 8, 16), strides=2, padding=1)
+    assert _calibrate.Rates(100.0, 50.0, 4.0, conv3d=10.0).predict(vol)[1] == pytest.approx(
+        5 * _calibrate.Rates(100.0, 50.0, 4.0).predict(vol)[1])
 
 
 @pytest.mark.parametrize("rates,expect", [("dot=400,conv=100,temp=50", "products"),
