@@ -151,10 +151,10 @@ def _best_ms(calls: dict[str, Any], rounds: int) -> dict[str, float]:
 
 
 #: The reference layer of `measure`: DCGAN's 16 -> 32 step at batch 4, channels-last.
-REFERENCE = dict(x=(4, 16, 16, 128), w=(4, 4, 64, 128), strides=2, padding=1)
+REFERENCE: dict[str, Any] = dict(x=(4, 16, 16, 128), w=(4, 4, 64, 128), strides=2, padding=1)
 #: The 3-D reference, for the convolution rate of 3-D layers (XLA:CPU's 3-D convolutions
 #: run at their own rate): k4 s2 p1 on 8^3, 64 -> 32 channels, batch 2.
-REFERENCE_3D = dict(x=(2, 8, 8, 8, 64), w=(4, 4, 4, 32, 64), strides=2, padding=1)
+REFERENCE_3D: dict[str, Any] = dict(x=(2, 8, 8, 8, 64), w=(4, 4, 4, 32, 64), strides=2, padding=1)
 
 
 def measure(conv: Callable, products: Callable, conv3d: Callable | None = None,
@@ -236,7 +236,7 @@ def rates(conv: Callable, products: Callable, conv3d: Callable | None = None,
         if entry is None:
             found = measure(conv, products, conv3d, backend)
             entry = {"dot": found.dot, "conv": found.conv, "temp": found.temp,
-                     "conv3d": found.conv3d}
+                     "conv3d": found.conv3d or found.conv}
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with file_lock(path):

@@ -165,7 +165,7 @@ def patches(g, spec: Spec):
     gc = gc.reshape(gc.shape[0], *(v for f, s in zip(full, strides) for v in (f // s, s)), -1)
     cols = []
     for t in itertools.product(*(range(k) for k in spec.kernel_size)):
-        index = [slice(None)]
+        index: list[slice | int] = [slice(None)]
         for j in range(n):
             q, r = shifts[j][t[j]]
             index += [slice(q, q + sizes[j]), r]
