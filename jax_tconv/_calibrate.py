@@ -23,7 +23,8 @@ them into forward+backward times for any configuration: "products" takes
 ``3F / dot + B / temp`` (F the layer's useful FLOPs, B the bytes of P), a
 convolution formulation ``3F / conv``; "auto" runs the faster.
 
-The rates are measured (about a second, outside any trace) the first time
+The rates are measured (2-3 seconds on an idle 2-core CPU, mostly compiling;
+longer on a loaded one; outside any trace) the first time
 "auto" needs them on a machine, and kept in ``calibration.json`` beside the
 tune cache (`jax_tconv._cache`), keyed by the machine: backend, device kind,
 CPU model, cores, the ISA limit in ``XLA_FLAGS`` and the jax and jax_tconv
@@ -63,7 +64,7 @@ RATES_ENV = "JAX_TCONV_RATES"
 #: the rates are measured on a 4 MiB one, and a layer whose P is gigabytes would hold
 #: prod(k) / prod(s) times its output in memory where a convolution holds almost nothing.
 MAX_TEMP_BYTES = 64 * 2**20
-ROUNDS = 20
+ROUNDS = 12
 _FORMAT = "jax_tconv calibration"
 
 
