@@ -138,3 +138,48 @@ def test_the_model_run_writes_its_tables(tmp_path, small_peak, monkeypatch):
                    "lax NHWC compile s", "loss / grad rel. diff", "1-D vocoder upsampler"):
         assert needle in text, needle
     assert _bench.main(["--models", "--dtype", "bfloat16"]) == 2
+
+
+def test_rows_carry_the_roofline_and_the_report_names_cpu_and_isa(tmp_path, small_peak):
+    rows = _bench.run([_bench.Layer("tiny 2d", 1, (4, 4), 8, 4, (4, 4), 2, 1)], rounds=1,
+                      with_torch=False, out_dir=tmp_path, progress=False,
+                      print_fn=lambda text: None, layouts=("nhwc",))
+    by = {(r["mode"], r["name"]): r for r in rows}
+    for mode, products in (("fwd", 1), ("fwd+bwd", 3)):
+        roof = by[(mode, "roofline")]
+        # The roofline is the layer's own arithmetic as matrix products: the same MACs.
+        assert roof["macs"] == products * 1 * 16 * 8 * 4 * 16
+        for name in ("auto", "products", "lax"):
+            r = by[(mode, name)]
+            memory_ms = r["bytes"] / (r["copy_gbs"] * 1e6)
+            assert r["roof_ms"] == max(roof["ms"], memory_ms)
+            assert np.isclose(r["vs_roof"], r["ms"] / r["roof_ms"])
+            assert r["roof_kind"] in ("compute", "memory")
+            assert r["auto_runs"] in _bench.jax_tconv.METHODS
+    # Bytes: x, w and y forward; forward+backward also the cotangent and both gradients.
+    x, w, y = 16 * 8, 16 * 8 * 4, 64 * 4
+    assert by[("fwd", "auto")]["bytes"] == 4 * (x + w + y)
+    assert by[("fwd+bwd", "auto")]["bytes"] == 4 * (2 * x + 2 * w + y)
+    text = (tmp_path / "bench.md").read_text()
+    assert "CPU has " in text and ("XLA native" in text or "XLA limited to" in text)
+    assert "auto / roofline geomean" in text and "| auto runs |" in text
+
+
+def test_isa_avx2_reruns_with_both_limits(monkeypatch):
+    seen = {}
+
+    def call(cmd, env):
+        seen.update(cmd=cmd, env=env)
+        return 0
+    monkeypatch.setattr(_bench.subprocess, "call", call)
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    assert _bench.main(["--isa", "avx2", "--list"]) == 0
+    assert seen["env"]["XLA_FLAGS"] == "--xla_cpu_max_isa=AVX2"
+    assert seen["env"]["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    assert seen["cmd"][-3:] == ["--isa", "avx2", "--list"]
+    # Already limited: runs here, without another process.
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_max_isa=AVX2")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    seen.clear()
+    assert _bench.main(["--isa", "avx2", "--list"]) == 0 and not seen
