@@ -32,7 +32,6 @@ import json
 import math
 import os
 import pathlib
-import platform
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from jax import lax
 
 import jax_tconv
 from jax_tconv.__main__ import HelpFormatter, wrap  # the package's CLI style
+from jax_tconv._calibrate import cpu_model, isa_limit
 from jax_tconv._spec import transpose_spec
 from jax_tconv._suite import SUITE, Layer
 
@@ -636,22 +636,6 @@ def summary(rows) -> str:
     return "\n".join(out)
 
 
-def cpu_model() -> str:
-    """The CPU's model name (and family/model numbers, which name its generation)."""
-    fields = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        return platform.processor() or platform.machine()
-    name = fields.get("model name", platform.machine())
-    if "cpu family" in fields:
-        name += f" (family {fields['cpu family']} model {fields.get('model', '?')})"
-    return name
-
-
 def cpu_isa() -> str:
     """The vector ISA XLA may use, and PyTorch's oneDNN: the CPU's best unless limited."""
     try:
@@ -662,8 +646,7 @@ def cpu_isa() -> str:
     native = next((name for flag, name in (("amx_tile", "AMX"), ("avx512f", "AVX-512"),
                                            ("avx2", "AVX2"), ("avx", "AVX"))
                    if flag in flags), "unknown")
-    limit = next((f.split("=", 1)[1] for f in os.environ.get("XLA_FLAGS", "").split()
-                  if f.startswith("--xla_cpu_max_isa=")), None)
+    limit = isa_limit()
     xla = f"XLA limited to {limit}" if limit else f"XLA native ({native})"
     onednn = os.environ.get("ONEDNN_MAX_CPU_ISA")
     torch = sys.modules.get("torch")

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import os
 import pathlib
@@ -54,8 +55,8 @@ from jax_tconv._cache import cache_path, file_lock, outside_traces, write_json
 from jax_tconv._spec import Spec, transpose_spec
 from jax_tconv._version import __version__
 
-__all__ = ["MAX_TEMP_BYTES", "RATES_ENV", "Rates", "calibration_path", "machine_key", "measure",
-           "rates", "temporary_bytes"]
+__all__ = ["MAX_TEMP_BYTES", "RATES_ENV", "Rates", "calibration_path", "cpu_model", "isa_limit",
+           "machine_key", "measure", "rates", "temporary_bytes"]
 
 #: Environment variable fixing the rates: ``"dot=GFLOPS,conv=GFLOPS,temp=GBS"``, optionally
 #: ``",conv3d=GFLOPS"`` (default: conv).
@@ -114,24 +115,33 @@ def _work(spec: Spec, itemsize: int = 4) -> tuple[int, int]:
     return flops, itemsize * n * taps * spec.out_channels
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name, with its family and model numbers (which name its generation)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return platform.processor() or platform.machine()
+    name = fields.get("model name", platform.machine())
+    if "cpu family" in fields:
+        name += f" (family {fields['cpu family']} model {fields.get('model', '?')})"
+    return name
+
+
+def isa_limit() -> str | None:
+    """The ISA that ``XLA_FLAGS=--xla_cpu_max_isa=...`` holds XLA:CPU to, if any."""
+    return next((f.split("=", 1)[1] for f in os.environ.get("XLA_FLAGS", "").split()
+                 if f.startswith("--xla_cpu_max_isa=")), None)
 
 
 def machine_key(backend: str) -> str:
     """Everything the rates depend on, as one readable string."""
-    limit = next((f.split("=", 1)[1] for f in os.environ.get("XLA_FLAGS", "").split()
-                  if f.startswith("--xla_cpu_max_isa=")), "native")
     return (f"backend={backend}; device={jax.devices(backend)[0].device_kind}; "
-            f"cpu={_cpu_model()}; cores={os.cpu_count()}; isa={limit}; jax={jax.__version__}; "
-            f"jax_tconv={__version__}")
+            f"cpu={cpu_model()}; cores={os.cpu_count()}; isa={isa_limit() or 'native'}; "
+            f"jax={jax.__version__}; jax_tconv={__version__}")
 
 
 def calibration_path() -> pathlib.Path:
@@ -253,8 +263,6 @@ def rates(conv: Callable, products: Callable, conv3d: Callable | None = None,
 
 def _read(path: pathlib.Path) -> dict[str, dict[str, float]]:
     """The file's valid entries (none if it is missing, corrupt or foreign: then measured again)."""
-    import json
-
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -49,7 +49,13 @@ import numpy as np
 from jax import lax
 
 from jax_tconv._layout import transposed_kernel
-from jax_tconv._products import products, tap_offsets
+from jax_tconv._products import (
+    channels_last_array,
+    inverse_permutation,
+    products,
+    result_dtype,
+    tap_offsets,
+)
 from jax_tconv._safe_conv import conv, crop, zero_pad
 from jax_tconv._spec import Spec
 from jax_tconv._vjp import adjoint_derivatives, conv_kernel_gradient
@@ -132,7 +138,7 @@ def _shifts(dp: DimPlan) -> tuple[int, ...]:
 def phase(x, w, spec: Spec):
     """The phase decomposition (this module's docstring); derivatives by plain autodiff."""
     if x.size == 0 or w.size == 0:  # N = 0 or C_in = 0: a sum of no terms
-        return jnp.zeros(spec.out_shape, _result_dtype(x, spec))
+        return jnp.zeros(spec.out_shape, result_dtype(x, spec))
     p = plan(spec)
     if p.form == "products":
         return products(x, w, spec)
@@ -152,12 +158,12 @@ def kernel_gradient(g, x, spec: Spec):
     than the forward conv's kernel VJP on 3-D layers.
     """
     if x.size == 0 or g.size == 0:  # N = 0 or C_in = 0: a sum of no terms
-        return jnp.zeros(spec.kernel_shape, _result_dtype(x, spec))
+        return jnp.zeros(spec.kernel_shape, result_dtype(x, spec))
     p = plan(spec)
     n, grp = spec.num_spatial, spec.groups
     dn = spec.dn
-    xc = jnp.transpose(x, (dn.out_spec[0], *dn.out_spec[2:], dn.out_spec[1]))  # (N, *i, C_in)
-    gc = jnp.transpose(g, (dn.lhs_spec[0], *dn.lhs_spec[2:], dn.lhs_spec[1]))  # (N, *o, C_out)
+    xc = channels_last_array(x, dn.out_spec)                   # (N, *i, C_in)
+    gc = channels_last_array(g, dn.lhs_spec)                   # (N, *o, C_out)
     # g: pad o up to n*s and split it into (n, s): gc[:, a, φ] is output a*s + φ.
     gc = zero_pad(gc, {1 + j: (0, dp.n * dp.s - dp.o) for j, dp in enumerate(p.dims)})
     gc = gc.reshape(gc.shape[0], *(v for dp in p.dims for v in (dp.n, dp.s)), grp, -1)
@@ -186,7 +192,7 @@ def kernel_gradient(g, x, spec: Spec):
     # (prod(k), groups, C_out_g, C_in_g) -> (*k, C_out_g, C_in) -> the user's kernel layout
     dw = jnp.stack(taps).transpose(0, 2, 1, 3).reshape(*spec.kernel_size, -1, x.shape[dn.out_spec[1]])
     rhs = dn.rhs_spec
-    return jnp.transpose(dw, _inverse((*rhs[2:], rhs[1], rhs[0])))
+    return jnp.transpose(dw, inverse_permutation((*rhs[2:], rhs[1], rhs[0])))
 
 
 # The most taps whose products `fast_kernel_gradient` writes out one by one: the program
@@ -278,7 +284,7 @@ def _separate(x, kernel, rhs_spec, spec: Spec, p: Plan):
         taps = [dp.taps[phi] for dp, phi in zip(p.dims, phases)]
         sizes = [dp.size[phi] for dp, phi in zip(p.dims, phases)]
         if not all(taps) or not all(sizes):  # no tap reaches this phase: zeros
-            outs.append(jnp.zeros(_phase_shape(spec, p), _result_dtype(x, spec)))
+            outs.append(jnp.zeros(_phase_shape(spec, p), result_dtype(x, spec)))
             continue
         sub = kernel
         for axis, ts in enumerate(taps):  # taps are evenly spaced: a strided slice, reversed
@@ -293,10 +299,6 @@ def _separate(x, kernel, rhs_spec, spec: Spec, p: Plan):
         outs.append(jnp.pad(y, fill))
     return _depth_to_space(jnp.concatenate(outs, axis=spec.dn.lhs_spec[1]), spec, p,
                            channel_order=("phases", "g", "c"))
-
-
-def _result_dtype(x, spec: Spec):
-    return spec.preferred_element_type or x.dtype
 
 
 def _phase_shape(spec: Spec, p: Plan):
@@ -344,8 +346,3 @@ def _depth_to_space(y, spec: Spec, p: Plan, *, channel_order):
     for axis, dp in zip(sp_axes, p.dims):
         crop[axis] = slice(0, dp.o)
     return y[tuple(crop)]
-
-
-def _inverse(perm) -> tuple[int, ...]:
-    """The inverse permutation: ``jnp.transpose(a, perm)`` undone."""
-    return tuple(int(v) for v in np.argsort(perm))

@@ -38,8 +38,9 @@ from jax_tconv._safe_conv import crop, zero_pad
 from jax_tconv._spec import Spec
 from jax_tconv._vjp import adjoint_derivatives
 
-__all__ = ["input_gradient", "kernel_gradient", "patches", "products", "tap_offsets",
-           "transpose_by_products"]
+__all__ = ["channels_last_array", "from_channels_last_array", "input_gradient",
+           "inverse_permutation", "kernel_gradient", "patches", "products", "result_dtype",
+           "tap_offsets", "transpose_by_products"]
 
 
 def tap_offsets(k: int, s: int, d: int, lo: int) -> list[tuple[int, int]]:
@@ -48,13 +49,14 @@ def tap_offsets(k: int, s: int, d: int, lo: int) -> list[tuple[int, int]]:
     return [((t * d - lo) % s, ((t * d - lo) % s + lo - t * d) // s) for t in range(k)]
 
 
-def _channels_last(a, spec_axes):
+def channels_last_array(a, spec_axes):
     """`a` in (N, *spatial, C) order, from a layout spec (batch, channel, *spatial)."""
     return jnp.transpose(a, (spec_axes[0], *spec_axes[2:], spec_axes[1]))
 
 
-def _from_channels_last(a, spec_axes):
-    return jnp.transpose(a, _inverse((spec_axes[0], *spec_axes[2:], spec_axes[1])))
+def from_channels_last_array(a, spec_axes):
+    """`channels_last_array` undone: (N, *spatial, C) back into the layout spec's order."""
+    return jnp.transpose(a, inverse_permutation((spec_axes[0], *spec_axes[2:], spec_axes[1])))
 
 
 def _kernel(w, spec: Spec):
@@ -78,7 +80,8 @@ def _einsum(spec: Spec, a, a_axes, b, b_axes, out_axes, g_ax, accumulate=None):
     return jnp.expand_dims(out, out_axes.index(g_ax))
 
 
-def _result_dtype(x, spec: Spec):
+def result_dtype(x, spec: Spec):
+    """The result's dtype: preferred_element_type, else the input's."""
     return spec.preferred_element_type or x.dtype
 
 
@@ -93,9 +96,9 @@ def products(x, w, spec: Spec):
     transposed by JAX: its derivatives are `input_gradient` and `kernel_gradient`.)
     """
     if x.size == 0 or w.size == 0:  # N = 0 or C_in = 0: a sum of no terms
-        return jnp.zeros(spec.out_shape, _result_dtype(x, spec))
+        return jnp.zeros(spec.out_shape, result_dtype(x, spec))
     n, dn = spec.num_spatial, spec.dn
-    xc = _channels_last(x, dn.out_spec)                       # (N, *i, C_in)
+    xc = channels_last_array(x, dn.out_spec)                       # (N, *i, C_in)
     xc = xc.reshape(*xc.shape[:-1], spec.groups, -1)
     sp_x, sp_k = list(range(1, n + 1)), list(range(n + 1, 2 * n + 1))
     g_ax, ci, co = 2 * n + 1, 2 * n + 2, 2 * n + 3
@@ -136,7 +139,7 @@ def products(x, w, spec: Spec):
     y = jnp.pad(y, [(0, 0), *widths, (0, 0)])
     y = y[(slice(None), *(slice(a + b, a + b + o) for a, (b, _), o in
                           zip(lo, widths, spec.out_spatial)))]
-    return _from_channels_last(y.astype(_result_dtype(x, spec)), dn.lhs_spec)
+    return from_channels_last_array(y.astype(result_dtype(x, spec)), dn.lhs_spec)
 
 
 def patches(g, spec: Spec):
@@ -154,7 +157,7 @@ def patches(g, spec: Spec):
               for k, s, d in zip(spec.kernel_size, strides, spec.dilation)]
     q_max = [max(q for q, _ in qr) for qr in shifts]
     full = [(i + qm) * s for i, qm, s in zip(sizes, q_max, strides)]
-    gc = _channels_last(g, dn.lhs_spec)                          # (N, *o, C_out)
+    gc = channels_last_array(g, dn.lhs_spec)                          # (N, *o, C_out)
     # Into the uncropped frame [0, full): zeros before and after, crops where g reaches out.
     lo = [p for p, _ in spec.padding]
     before = {1 + j: (max(0, a), max(0, f - a - o)) for j, (a, o, f) in
@@ -177,7 +180,7 @@ def patches(g, spec: Spec):
 def input_gradient(g, w, spec: Spec):
     """``C_w(g)``, the forward convolution, as ``patches(g) @ Wᵀ`` (per group)."""
     if g.size == 0 or w.size == 0:
-        return jnp.zeros(spec.in_shape, _result_dtype(g, spec))
+        return jnp.zeros(spec.in_shape, result_dtype(g, spec))
     n = spec.num_spatial
     d = patches(g, spec)
     d = d.reshape(*d.shape[:-1], spec.groups, -1)            # (N, *i, *k, G, C_out_g)
@@ -185,15 +188,15 @@ def input_gradient(g, w, spec: Spec):
     g_ax, ci, co = 2 * n + 1, 2 * n + 2, 2 * n + 3
     dx = _einsum(spec, d, [0, *sp_x, *sp_k, g_ax, co], _kernel(w, spec), [*sp_k, co, g_ax, ci],
                  [0, *sp_x, g_ax, ci], g_ax)
-    return _from_channels_last(dx.reshape(*dx.shape[:-2], -1), spec.dn.out_spec)
+    return from_channels_last_array(dx.reshape(*dx.shape[:-2], -1), spec.dn.out_spec)
 
 
 def kernel_gradient(g, x, spec: Spec):
     """∂/∂w <T(x, w), g> as ``Xᵀ @ patches(g)`` (per group)."""
     if x.size == 0 or g.size == 0:
-        return jnp.zeros(spec.kernel_shape, _result_dtype(x, spec))
+        return jnp.zeros(spec.kernel_shape, result_dtype(x, spec))
     n, grp = spec.num_spatial, spec.groups
-    xc = _channels_last(x, spec.dn.out_spec)
+    xc = channels_last_array(x, spec.dn.out_spec)
     xc = xc.reshape(*xc.shape[:-1], grp, -1)                 # (N, *i, G, C_in_g)
     d = patches(g, spec)
     d = d.reshape(*d.shape[:-1], grp, -1)                    # (N, *i, *k, G, C_out_g)
@@ -205,10 +208,10 @@ def kernel_gradient(g, x, spec: Spec):
                  [g_ax, ci, *sp_k, co], g_ax)
     dw = dw.reshape(-1, *spec.kernel_size, dw.shape[-1])    # (C_in, *k, C_out_g)
     rhs = spec.dn.rhs_spec
-    return jnp.transpose(dw, _inverse((rhs[0], *rhs[2:], rhs[1])))
+    return jnp.transpose(dw, inverse_permutation((rhs[0], *rhs[2:], rhs[1])))
 
 
-def _inverse(perm) -> tuple[int, ...]:
+def inverse_permutation(perm) -> tuple[int, ...]:
     """The inverse permutation: ``jnp.transpose(a, perm)`` undone."""
     return tuple(int(v) for v in np.argsort(perm))
 

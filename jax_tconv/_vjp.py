@@ -72,7 +72,7 @@ def adjoint_derivatives(primal, *, kernel_gradient=None, input_gradient=None):
             if input_gradient is None:
                 dy = dy + transpose_by_vjp(dx, w, spec)   # transpose: C_w itself
             else:
-                dy = dy + input_tangent(dx, w, spec, input_gradient)
+                dy = dy + transposed_gradient(dx, w, spec, input_gradient)
         if not isinstance(dw, SymbolicZero):
             dy = dy + kernel_tangent(x, dw, spec, gradient)  # transpose: the kernel gradient
         return y, dy
@@ -103,39 +103,30 @@ def conv_kernel_gradient(g, x, spec: Spec):
     return jax.linear_transpose(lambda w: forward_conv(g, w, spec), w_like)(vary(x, axes))[0]
 
 
+def transposed_gradient(tangent, fixed, spec: Spec, gradient):
+    """T's tangent along one operand, the other `fixed`, written as the transpose of the
+    linear map g ↦ gradient(g, fixed, spec): with `gradient` the kernel gradient, T(x, ẇ)
+    (`tangent` = ẇ, `fixed` = x); with it ``C_w``, T(ẋ, w). Reverse mode then runs
+    `gradient` itself."""
+    pet = spec.preferred_element_type
+    if pet is not None and jnp.dtype(pet) != fixed.dtype:
+        tangent, fixed = tangent.astype(pet), fixed.astype(pet)
+    y_like = vary(jnp.zeros(spec.out_shape, fixed.dtype), varying(tangent, fixed))
+    axes = varying(tangent)
+
+    def transposed(g):
+        # An operand the same on every device (axes lacks an axis g or `fixed` varies over)
+        # gets the sum of the per-device gradients, as JAX gives any replicated input.
+        d = gradient(g, fixed, spec)
+        summed = tuple(sorted(varying(d) - axes))
+        return vary(lax.psum(d, summed) if summed else d, axes)
+
+    return jax.linear_transpose(transposed, y_like)(tangent)[0]
+
+
 def kernel_tangent(x, dw, spec: Spec, kernel_gradient=conv_kernel_gradient):
     """T(x, ẇ), written as the transpose of the linear map g ↦ kernel_gradient(g, x)."""
-    pet = spec.preferred_element_type
-    if pet is not None and jnp.dtype(pet) != x.dtype:
-        x, dw = x.astype(pet), dw.astype(pet)
-    y_like = vary(jnp.zeros(spec.out_shape, x.dtype), varying(x, dw))
-    w_axes = varying(dw)
-
-    def gradient(g):
-        # A kernel the same on every device (w_axes lacks an axis g or x varies over)
-        # gets the sum of the per-device gradients, as JAX gives any replicated input.
-        dw_g = kernel_gradient(g, x, spec)
-        summed = tuple(sorted(varying(dw_g) - w_axes))
-        return vary(lax.psum(dw_g, summed) if summed else dw_g, w_axes)
-
-    return jax.linear_transpose(gradient, y_like)(dw)[0]
-
-
-def input_tangent(dx, w, spec: Spec, input_gradient):
-    """T(ẋ, w), written as the transpose of the linear map g ↦ input_gradient(g, w) = C_w(g)."""
-    pet = spec.preferred_element_type
-    if pet is not None and jnp.dtype(pet) != dx.dtype:
-        dx, w = dx.astype(pet), w.astype(pet)
-    y_like = vary(jnp.zeros(spec.out_shape, dx.dtype), varying(dx, w))
-    x_axes = varying(dx)
-
-    def gradient(g):
-        # As in `kernel_tangent`: an input the same on every device gets the summed gradient.
-        dx_g = input_gradient(g, w, spec)
-        summed = tuple(sorted(varying(dx_g) - x_axes))
-        return vary(lax.psum(dx_g, summed) if summed else dx_g, x_axes)
-
-    return jax.linear_transpose(gradient, y_like)(dx)[0]
+    return transposed_gradient(dw, x, spec, kernel_gradient)
 
 
 transpose_by_vjp = adjoint_derivatives(pullback)
