@@ -19,6 +19,7 @@ from jax_tconv._api import AutoChoice as AutoChoice
 from jax_tconv._api import auto_method as auto_method
 from jax_tconv._api import conv_transpose as conv_transpose
 from jax_tconv._conv import conv as conv
+from jax_tconv._jet import jet as jet
 from jax_tconv._matmul import MATMUL_MAX_BYTES as MATMUL_MAX_BYTES
 from jax_tconv._matmul import conv_matrix as conv_matrix
 from jax_tconv._methods import conv_transpose_dilated as conv_transpose_dilated
@@ -60,6 +61,7 @@ __all__ = [
     "default_dimension_numbers",
     "initializers",
     "interop",
+    "jet",
     "nn",
     "operator_norm",
     "tune_choice",

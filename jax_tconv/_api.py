@@ -10,6 +10,7 @@ from jax_tconv import _checks, _sharding, _strategy, _tune
 from jax_tconv._checks import METHODS
 from jax_tconv._spec import Spec, shaped, transpose_spec
 from jax_tconv._strategy import AutoChoice
+from jax_tconv._unbatched import batched
 from jax_tconv.typing import (
     ArrayLike,
     DimensionNumbers,
@@ -48,8 +49,12 @@ def auto_method(x: ArrayLike, w: ArrayLike, *, strides: IntOrSequence = 1,
       >>> jax_tconv.auto_method(x, w, strides=2, padding=1, backend="cpu").method
       'phase'
     """
+    w = shaped(w)
+    b = batched("auto_method", shaped(x), w, dimension_numbers, transposed=True,
+                output_shape=output_shape)
+    x, output_shape = b.x, b.output_shape
     spec = transpose_spec(
-        "auto_method", shaped(x), shaped(w), strides=strides, padding=padding,
+        "auto_method", x, w, strides=strides, padding=padding,
         padding_mode=padding_mode, output_padding=output_padding, output_shape=output_shape,
         dilation=dilation, groups=groups, dimension_numbers=dimension_numbers, precision=precision,
         preferred_element_type=preferred_element_type)
@@ -75,7 +80,10 @@ def transpose(fn: str, method: str, x: ArrayLike, w: ArrayLike, **options) -> ja
     """Check `method`, build the one `Spec` (errors name `fn`), and run it."""
     _checks.method(fn, method)
     x, w = jnp.asarray(x), jnp.asarray(w)
-    return apply(method, x, w, transpose_spec(fn, x, w, **options), fn=fn)
+    b = batched(fn, x, w, options.get("dimension_numbers"), transposed=True,
+                output_shape=options.get("output_shape"))
+    options["output_shape"] = b.output_shape
+    return b.result(apply(method, b.x, w, transpose_spec(fn, b.x, w, **options), fn=fn))
 
 
 def conv_transpose(x: ArrayLike, w: ArrayLike, *, strides: IntOrSequence = 1,
@@ -122,7 +130,10 @@ def conv_transpose(x: ArrayLike, w: ArrayLike, *, strides: IntOrSequence = 1,
       method: "auto", "tune" or one of `METHODS` (`auto_method` says what "auto"
         runs; "tune" times the strategies once per configuration and runs the
         fastest, cached on disk: `tune_choice`, docs/tune.md).
-      precision, preferred_element_type: passed to lax.
+      precision, preferred_element_type: passed to lax. Integer x and w (int8,
+        uint8, int16, int32: one dtype) accumulate exactly in an integer
+        `preferred_element_type` of at least 32 bits, int32 by default, so an
+        int8 call returns int32 (docs/quantized.md).
 
     Returns:
       ``(N, *o, C_out)`` by default, dtype `preferred_element_type` or x's.

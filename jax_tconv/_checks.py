@@ -226,8 +226,10 @@ def padding_pairs(fn: str, padding: Any, n: int, *, negative_ok: bool = False) -
 def dimension_numbers(fn: str, dimension_numbers: Any, x_ndim: int, w_ndim: int):
     if x_ndim != w_ndim:
         raise ValueError(
-            f"{fn}: x and w must have the same rank (batch + channel + spatial dims), "
-            f"got x.ndim={x_ndim} and w.ndim={w_ndim}."
+            f"{fn}: x must have w's rank (batch + channel + spatial dims) or one axis "
+            f"fewer (no batch axis, PyTorch's rule), got x.ndim={x_ndim} and "
+            f"w.ndim={w_ndim}; w's rank sets the number of spatial dimensions "
+            f"(w.ndim - 2)."
         )
     if x_ndim < 3:
         raise ValueError(
@@ -273,13 +275,31 @@ def dimension_numbers(fn: str, dimension_numbers: Any, x_ndim: int, w_ndim: int)
     return lax.conv_dimension_numbers((0,) * x_ndim, (0,) * x_ndim, tuple(dimension_numbers))
 
 
+def _kind(dtype) -> str | None:
+    """'inexact' (floating point or complex), 'integer', or None (bool and the rest)."""
+    if jnp.issubdtype(dtype, jnp.inexact):
+        return "inexact"
+    if jnp.issubdtype(dtype, jnp.integer):
+        return "integer"
+    return None
+
+
 def dtypes(fn: str, x, w) -> None:
-    """x and w: one floating-point or complex dtype (lax's rule; no silent promotion)."""
+    """x and w: one dtype, floating point, complex or integer (lax's rule; no silent promotion)."""
     both = f"x.dtype={x.dtype} and w.dtype={w.dtype}"
-    if not (jnp.issubdtype(x.dtype, jnp.inexact) and jnp.issubdtype(w.dtype, jnp.inexact)):
+    kinds = (_kind(x.dtype), _kind(w.dtype))
+    if None in kinds:
         raise TypeError(
-            f"{fn}: x and w must be floating point or complex, got {both}; cast the "
-            f"integer one(s) to a float dtype, e.g. x.astype(jnp.float32)."
+            f"{fn}: x and w must be floating point, complex or integer, got {both}; cast "
+            f"a bool array to an integer or float dtype, e.g. x.astype(jnp.int8) or "
+            f"x.astype(jnp.float32)."
+        )
+    if kinds[0] != kinds[1]:
+        name = "x" if kinds[0] == "integer" else "w"
+        raise TypeError(
+            f"{fn}: x and w must both be floating point (or complex) or both integers, got "
+            f"{both}; cast the integer one to a float dtype, e.g. {name}.astype(jnp.float32), "
+            f"or quantize the float one (docs/quantized.md)."
         )
     if x.dtype != w.dtype:
         common = jnp.promote_types(x.dtype, w.dtype).name
@@ -290,21 +310,41 @@ def dtypes(fn: str, x, w) -> None:
         )
 
 
-def preferred_element_type(fn: str, preferred_element_type, dtype) -> None:
-    """lax's rule: the same kind (floating or complex) as x and at least as wide."""
+def preferred_element_type(fn: str, preferred_element_type, dtype) -> Any:
+    """The accumulation and output dtype: `preferred_element_type` checked, or its default.
+
+    Floating and complex operands: lax's rule, the same kind as x and at least as
+    wide (default None: x's dtype). Integer operands: an integer dtype of at least
+    32 bits, the sum of products (default int32, or x's dtype when wider), so that
+    an int8 convolution returns int32 as `lax.conv_general_dilated` does with
+    ``preferred_element_type=jnp.int32``; a float accumulator is refused (lax
+    allows it, but rounds the integer sums above 2**24 in float32).
+    """
+    integer = jnp.issubdtype(dtype, jnp.integer)
     if preferred_element_type is None:
-        return
-    kind = jnp.complexfloating if jnp.issubdtype(dtype, jnp.complexfloating) else jnp.floating
+        return (jnp.dtype(jnp.int32) if dtype.itemsize < 4 else None) if integer else None
     try:
         pet = jnp.dtype(preferred_element_type)
     except TypeError:
         pet = None
+    if integer:
+        if pet is None or not jnp.issubdtype(pet, jnp.integer) or pet.itemsize < max(
+                4, dtype.itemsize):
+            raise TypeError(
+                f"{fn}: with integer operands ({dtype}) preferred_element_type must be an "
+                f"integer dtype of at least 32 bits (it sets the accumulation and output "
+                f"dtype), got {preferred_element_type!r}; leave it None for int32, and "
+                f"convert the integer result (y.astype(jnp.float32)) for a float one."
+            )
+        return pet
+    kind = jnp.complexfloating if jnp.issubdtype(dtype, jnp.complexfloating) else jnp.floating
     if pet is None or not jnp.issubdtype(pet, kind) or pet.itemsize < dtype.itemsize:
         raise TypeError(
             f"{fn}: preferred_element_type must be a {kind.__name__} dtype at least as wide "
             f"as x's {dtype} (it sets the accumulation and output dtype), got "
             f"{preferred_element_type!r}."
         )
+    return preferred_element_type
 
 
 def layout_hint(dimension_numbers, n: int, *, transpose: bool) -> str:

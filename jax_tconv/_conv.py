@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from jax_tconv import _safe_conv
 from jax_tconv._padding_mode import pad
 from jax_tconv._spec import ConvSpec, conv_spec
+from jax_tconv._unbatched import batched
 from jax_tconv.typing import (
     ArrayLike,
     DimensionNumbers,
@@ -42,7 +43,10 @@ def conv(x: ArrayLike, w: ArrayLike, *, strides: IntOrSequence = 1, padding: Pad
         other side is filled from the whole input.
       groups: feature groups; divides ``C_in`` and ``C_out``.
       dimension_numbers: as in `lax.conv_general_dilated`; default channels-last.
-      precision, preferred_element_type: passed to lax.
+      precision, preferred_element_type: passed to lax. Integer x and w (int8,
+        uint8, int16, int32: one dtype) accumulate exactly in an integer
+        `preferred_element_type` of at least 32 bits, int32 by default, so an
+        int8 call returns int32 (docs/quantized.md).
 
     Returns:
       ``(N, *out_spatial, C_out)`` by default, with
@@ -57,10 +61,11 @@ def conv(x: ArrayLike, w: ArrayLike, *, strides: IntOrSequence = 1, padding: Pad
       Array([4., 3., 6., 5.], dtype=float32)
     """
     x, w = jnp.asarray(x), jnp.asarray(w)
-    spec = conv_spec("conv", x, w, strides=strides, padding=padding, dilation=dilation,
+    b = batched("conv", x, w, dimension_numbers, transposed=False)
+    spec = conv_spec("conv", b.x, w, strides=strides, padding=padding, dilation=dilation,
                      groups=groups, dimension_numbers=dimension_numbers, precision=precision,
                      preferred_element_type=preferred_element_type, padding_mode=padding_mode)
-    return apply_conv(x, w, spec)
+    return b.result(apply_conv(b.x, w, spec))
 
 
 def apply_conv(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:

@@ -82,6 +82,10 @@ def transpose_by_matmul(x, w, spec: Spec):
     n_axis_x, n_axis_y = spec.dn.out_spec[0], spec.dn.lhs_spec[0]
     example = list(spec.out_shape)
     example[n_axis_y] = 1
+    if spec.padding_mode != "zeros" and spec.preferred_element_type is not None:
+        # Several taps may add up in one entry of C: add them in the accumulation dtype
+        # (int8 would wrap, float8 round), as the other formulations sum their products.
+        w = w.astype(spec.preferred_element_type)
     c = _matrix("conv_transpose", w, tuple(example), cspec, sparse=False)
     batch = x.shape[n_axis_x]
     rows = jnp.moveaxis(x, n_axis_x, 0).reshape(batch, c.shape[0])  # each: one example's vec(x)
@@ -112,9 +116,10 @@ def _matrix(fn, w, input_shape, spec: ConvSpec, *, sparse):
             return c
         # Repeated (row, column) pairs (taps reading one element) add up, as in C.
         return c.sum_duplicates(nse=_nse(rows, cols), remove_zeros=False)
-    if spec.padding_mode == "zeros":
-        return jnp.zeros(shape, w.dtype).at[rows, cols].set(values, unique_indices=True)
-    return jnp.zeros(shape, w.dtype).at[rows, cols].add(values)
+    # A scatter-add into zeros (not a set: Taylor mode, `jax_tconv.jet`, has a rule for it).
+    # With zero padding no two taps land on one entry, so the indices are unique.
+    return jnp.zeros(shape, w.dtype).at[rows, cols].add(
+        values, unique_indices=spec.padding_mode == "zeros")
 
 
 def _nse(rows, cols) -> int:

@@ -1,14 +1,19 @@
 """The operator norm of a convolution: its largest singular value, by power iteration.
 
-``||C||_2 = ||Cᵀ||_2 = σ_1``, the largest singular value of the forward
+``||C||_2 = ||Cᴴ||_2 = σ_1``, the largest singular value of the forward
 convolution `C = conv(·, w, ...)` on inputs of one shape. Power iteration on
-``CᵀC`` (Golub & Van Loan, "Matrix Computations", 4th ed., section 8.2.1) needs
-only `C` and `Cᵀ`, which are `conv` and `conv_transpose`; the matrix
-(`conv_matrix`) is never built::
+``CᴴC`` (Golub & Van Loan, "Matrix Computations", 4th ed., section 8.2.1) needs
+only `C` and ``Cᴴ``, which are `conv` and `conv_transpose` with the conjugate
+kernel (``Cᴴ = conj(C)ᵀ``; for a real kernel ``Cᴴ = Cᵀ``, `conv_transpose`
+itself); the matrix (`conv_matrix`) is never built::
 
     v_0 random, |v_0| = 1
     σ_k = |C v_k|                        (a lower bound of σ_1, increasing to it)
-    v_{k+1} = CᵀC v_k / |CᵀC v_k|
+    v_{k+1} = CᴴC v_k / |CᴴC v_k|
+
+`conv_transpose` of a complex kernel is the bilinear transpose ``Cᵀ``
+(PyTorch's), whose product ``CᵀC`` is not Hermitian: iterating it would
+not find ``σ_1``.
 
 It stops when ``|σ_k - σ_{k-1}| <= tol * σ_k`` or after `max_iter` steps.
 """
@@ -78,6 +83,12 @@ def operator_norm(w: ArrayLike, input_shape: Sequence[int], *, strides: IntOrSeq
     gradient descent on ``|C x - b|^2`` (``η < 2 / σ_1²``), Lipschitz constants
     and spectral normalisation need it.
 
+    Complex kernels: ``|x|`` is the Euclidean norm ``sqrt(sum(|x_i|²))``, and the
+    iteration runs on ``CᴴC``, whose transpose step is `conv_transpose` with
+    ``conj(w)`` (`conv_transpose` with ``w`` is the bilinear ``Cᵀ``); the value is
+    the largest singular value of the complex matrix `conv_matrix`, as
+    ``numpy.linalg.svd`` gives it. The start is complex too.
+
     Each step runs one `conv` and one `conv_transpose`, in a `jax.lax.while_loop`,
     so the whole function can be jitted (`w` traced, the rest static). The
     estimate is differentiable in `w`: the loop runs on ``stop_gradient(w)``
@@ -141,11 +152,12 @@ def _power_iteration(w, key, shape, cspec: ConvSpec, tspec: Spec, tol: float,
     """The loop, jitted with the geometry static: eager calls reuse one compiled program."""
     real = jnp.finfo(w.dtype).dtype
     w_const = lax.stop_gradient(w)
+    w_conj = jnp.conj(w_const)   # Cᴴ = conj(C)ᵀ: conv_transpose of the conjugate kernel
 
     def gram(v):
-        """``(|C v|, CᵀC v)``."""
+        """``(|C v|, CᴴC v)``."""
         u = apply_conv(v, w_const, cspec)
-        return jnp.linalg.norm(u.ravel()).astype(real), _api.apply("auto", u, w_const, tspec)
+        return jnp.linalg.norm(u.ravel()).astype(real), _api.apply("auto", u, w_conj, tspec)
 
     def unit(z):
         n = jnp.linalg.norm(z.ravel()).astype(real)
@@ -161,7 +173,9 @@ def _power_iteration(w, key, shape, cspec: ConvSpec, tspec: Spec, tol: float,
         _, _, done, it = state
         return jnp.logical_and(jnp.logical_not(done), it < max_iter)
 
-    v0 = unit(jax.random.normal(key, shape, real).astype(w.dtype))
+    # A complex kernel gets a complex start (real and imaginary parts both random).
+    start_dtype = w.dtype if jnp.issubdtype(w.dtype, jnp.complexfloating) else real
+    v0 = unit(jax.random.normal(key, shape, start_dtype).astype(w.dtype))
     init = (v0, jnp.zeros((), real), jnp.zeros((), bool), jnp.zeros((), jnp.int32))
     v, _, done, it = lax.while_loop(keep_going, step, init)
     v = lax.stop_gradient(v)

@@ -126,8 +126,14 @@ def _zeros_like_along(a, axis, n):
 
 
 def unpad(z: jax.Array, spec: Spec) -> jax.Array:
-    """The adjoint of the padding by definition: `jax.vjp` of `pad` at the cotangent `z`."""
+    """The adjoint of the padding by definition: `jax.vjp` of `pad` at the cotangent `z`.
+
+    An integer `z` has no cotangent in JAX (its VJP is a float0 zero), so integers
+    take the same adjoint written out, `fold`.
+    """
     axes, pads, mode = spec.dn.lhs_spec[2:], spec.forward_padding, spec.padding_mode
+    if jnp.issubdtype(z.dtype, jnp.integer):
+        return fold(z, axes, pads, mode)
     y0 = vary(jnp.zeros(spec.out_shape, z.dtype), varying(z))  # shard_map: vary as z does
     _, pullback = jax.vjp(lambda y: pad(y, axes, pads, mode), y0)
     return pullback(z)[0]

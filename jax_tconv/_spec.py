@@ -168,6 +168,7 @@ def conv_spec(fn, x, w, *, strides, padding, dilation, groups, dimension_numbers
     """
     mode = _checks.padding_mode(fn, padding_mode)
     _checks.dtypes(fn, x, w)
+    preferred_element_type = _checks.preferred_element_type(fn, preferred_element_type, x.dtype)
     dn = _checks.dimension_numbers(fn, dimension_numbers, x.ndim, w.ndim)
     n = x.ndim - 2
     s = _checks.ints(fn, "strides", strides, n, minimum=1)
@@ -232,7 +233,7 @@ def transpose_spec(fn, x, w, *, strides, padding, output_padding, output_shape, 
     """
     mode = _checks.padding_mode(fn, padding_mode)
     _checks.dtypes(fn, x, w)
-    _checks.preferred_element_type(fn, preferred_element_type, x.dtype)
+    preferred_element_type = _checks.preferred_element_type(fn, preferred_element_type, x.dtype)
     dn = _checks.dimension_numbers(fn, dimension_numbers, x.ndim, w.ndim)
     n = x.ndim - 2
     batch, c_in, c_out, g = _transpose_channels(fn, x, w, dn, groups, dimension_numbers)

@@ -10,10 +10,12 @@ layout (``"phase+cl"``: x, w and y transposed around it), the candidates
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from jax_tconv import _calibrate
 from jax_tconv._dilated import dilated, transpose_by_dilation
@@ -26,7 +28,8 @@ from jax_tconv._products import transpose_by_products
 from jax_tconv._spec import Spec
 from jax_tconv._vjp import adjoint_derivatives, transpose_by_vjp
 
-__all__ = ["AUTO_FORWARDS", "FORMULATIONS", "AutoChoice", "auto", "run", "same_program"]
+__all__ = ["AUTO_FORWARDS", "FORMULATIONS", "PLATFORMS", "AutoChoice", "auto", "auto_strategies",
+           "run", "same_program"]
 
 # Each formulation is jitted with the spec static: eager calls reuse one
 # compiled program per configuration, and inside a user's jit it inlines.
@@ -80,6 +83,13 @@ def auto(spec: Spec, backend: str | None = None) -> AutoChoice:
         return choice._replace(reason=choice.reason + f"; then the adjoint of the "
                                f"{spec.padding_mode!r} padding folds the border back in")
     backend = backend or jax.default_backend()
+    if backend == "cpu" and jax.default_backend() != "cpu":
+        # Lowered for CPU on an accelerator host (an export): its CPU is not measured.
+        cl = channels_last(spec)
+        choice = _channels_last_table(cl.spec)
+        return choice._replace(reason=f"{choice.reason}; the convolution table alone: "
+                               f"lowered for CPU on a {jax.default_backend()} host, whose "
+                               f"CPU is not calibrated", channels_last=not cl.is_identity)
     if backend == "cpu":
         cl = channels_last(spec)
         rates = _calibrate.rates(AUTO_FORWARDS["dilated"], FORMULATIONS["products"],
@@ -133,10 +143,39 @@ def same_program(name: str, spec: Spec) -> str | None:
 def run(name: str, x: jax.Array, w: jax.Array, spec: Spec) -> jax.Array:
     """Run strategy `name` ("auto", a formulation, or a formulation + "+cl") on a checked spec."""
     if name == "auto":
-        choice = auto(spec)
-        name, forwards = choice.method + ("+cl" if choice.channels_last else ""), AUTO_FORWARDS
-    else:
-        forwards = FORMULATIONS
+        return _run_auto(x, w, spec)
+    return _run(name, FORMULATIONS, x, w, spec)
+
+
+# The platforms "auto" decides for at lowering, by `lax.platform_dependent`'s names;
+# every other platform gets the choice for "cuda" (`auto` treats all accelerators alike).
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
+
+
+def auto_strategies(spec: Spec) -> dict[str, str]:
+    """"auto"'s strategy for each platform in `PLATFORMS` ("phase+cl", "vjp", ...)."""
+    strategies = {}
+    for platform in PLATFORMS:
+        choice = auto(spec, platform)
+        strategies[platform] = choice.method + ("+cl" if choice.channels_last else "")
+    return strategies
+
+
+def _run_auto(x: jax.Array, w: jax.Array, spec: Spec) -> jax.Array:
+    """The choice for the platform being lowered to: one branch per distinct strategy,
+    picked by `lax.platform_dependent` (at lowering; in a multi-platform export, by the
+    platform the program is compiled for), so the compiled program holds only one."""
+    strategies = auto_strategies(spec)
+    default = strategies["cuda"]
+    branches = {platform: functools.partial(_run, strategy, AUTO_FORWARDS, spec=spec)
+                for platform, strategy in strategies.items() if strategy != default}
+    if not branches:
+        return _run(default, AUTO_FORWARDS, x, w, spec)
+    return lax.platform_dependent(
+        x, w, default=functools.partial(_run, default, AUTO_FORWARDS, spec=spec), **branches)
+
+
+def _run(name: str, forwards, x: jax.Array, w: jax.Array, spec: Spec) -> jax.Array:
     base, _, layout = name.partition("+")
     if not layout:
         return forwards[base](x, w, spec)

@@ -5,8 +5,10 @@ seen (its key: backend, device kind, jax and jax_tconv versions, dtype and the
 whole normalised `Spec`), `measure` builds random arrays of the configuration's
 shapes and times each strategy in `candidates` on them, forward and
 forward+backward (``value_and_grad`` of ``sum(y * c)`` with respect to x and w,
-what training runs). The strategy with the fastest forward+backward is stored
-in a JSON cache and run from then on; nothing is measured on a hit.
+what training runs; for integer operands, which have no gradient, the forward
+alone, and the candidates must agree exactly). The strategy with the fastest
+forward+backward is stored in a JSON cache and run from then on; nothing is
+measured on a hit.
 
 Shapes are static at trace time, so the measurement happens in Python while
 the user's function is traced, with fresh concrete arrays, on a worker thread
@@ -48,6 +50,7 @@ from jax_tconv import _strategy
 from jax_tconv._cache import CACHE_ENV, cache_path, file_lock, outside_traces, write_json
 from jax_tconv._layout import channels_last
 from jax_tconv._spec import Spec, shaped, transpose_spec
+from jax_tconv._unbatched import batched
 from jax_tconv._version import __version__
 from jax_tconv.typing import (
     ArrayLike,
@@ -184,9 +187,15 @@ def _measure(spec: Spec, dtype: np.dtype, rounds: int, fn: str) -> Entry:
     t_start = time.perf_counter()
     rng = np.random.default_rng(0)
     out_dtype = np.dtype(spec.preferred_element_type or dtype)
-    x = jnp.asarray(rng.standard_normal(spec.in_shape), dtype)
-    w = jnp.asarray(rng.standard_normal(spec.kernel_shape) / math.sqrt(math.prod(
-        spec.kernel_shape)), dtype)
+    integer = np.issubdtype(dtype, np.integer)
+    if integer:  # small values, so that every candidate's sums are exact and must be equal
+        low = 0 if np.issubdtype(dtype, np.unsignedinteger) else -8
+        x = jnp.asarray(rng.integers(low, 8, spec.in_shape), dtype)
+        w = jnp.asarray(rng.integers(low, 8, spec.kernel_shape), dtype)
+    else:
+        x = jnp.asarray(rng.standard_normal(spec.in_shape), dtype)
+        w = jnp.asarray(rng.standard_normal(spec.kernel_shape) / math.sqrt(math.prod(
+            spec.kernel_shape)), dtype)
     c = jnp.asarray(rng.standard_normal(spec.out_shape), out_dtype)
 
     timings: dict[str, Timing] = {}
@@ -203,9 +212,12 @@ def _measure(spec: Spec, dtype: np.dtype, rounds: int, fn: str) -> Entry:
                                                f"MATMUL_TUNE_BYTES = {MATMUL_TUNE_BYTES:,}")
             continue
         fwd = jax.jit(functools.partial(_strategy.run, name, spec=spec))
-        fwd_bwd = jax.jit(jax.value_and_grad(_loss(name, spec), argnums=(0, 1)))
-        pair: tuple[Callable[[], Any], Callable[[], Any]] = (
-            functools.partial(fwd, x, w), functools.partial(fwd_bwd, x, w, c))
+        pair: tuple[Callable[[], Any], Callable[[], Any]]
+        if integer:  # integers have no gradient: "forward+backward" is the forward alone
+            pair = (functools.partial(fwd, x, w),) * 2
+        else:
+            fwd_bwd = jax.jit(jax.value_and_grad(_loss(name, spec), argnums=(0, 1)))
+            pair = (functools.partial(fwd, x, w), functools.partial(fwd_bwd, x, w, c))
         try:
             values = [np.asarray(leaf) for call in pair for leaf in jax.tree.leaves(call())]
             finite = all(bool(np.all(np.isfinite(v))) for v in values)
@@ -265,8 +277,9 @@ def disagreements(results: Mapping[str, Sequence[np.ndarray]]) -> dict[str, str]
         center = np.median(stack.real, axis=0) + 1j * np.median(stack.imag, axis=0) \
             if np.iscomplexobj(stack) else np.median(stack, axis=0)
         dtype = np.dtype(arrays[0].dtype)
-        rtol = AGREEMENT_RTOL.get(np.dtype(dtype).name.replace("complex128", "float64")
-                                  .replace("complex64", "float32"), AGREEMENT_RTOL_LOW_PRECISION)
+        rtol = 0.0 if np.issubdtype(dtype, np.integer) else AGREEMENT_RTOL.get(
+            dtype.name.replace("complex128", "float64").replace("complex64", "float32"),
+            AGREEMENT_RTOL_LOW_PRECISION)   # integer sums are exact: equal, or wrong
         scale = float(np.max(np.abs(center), initial=0.0)) or 1.0
         for name, value in zip(names, stack):
             error = float(np.max(np.abs(value - center), initial=0.0)) / scale
@@ -436,7 +449,10 @@ def tune_choice(x: ArrayLike, w: ArrayLike, *, strides: IntOrSequence = 1,
       >>> choice.method in choice.timings                              # doctest: +SKIP
       True
     """
-    x_, w_ = shaped(x), shaped(w)
+    w_ = shaped(w)
+    b = batched("tune_choice", shaped(x), w_, dimension_numbers, transposed=True,
+                output_shape=output_shape)
+    x_, output_shape = b.x, b.output_shape
     spec = transpose_spec(
         "tune_choice", x_, w_, strides=strides, padding=padding, padding_mode=padding_mode,
         output_padding=output_padding, output_shape=output_shape, dilation=dilation,

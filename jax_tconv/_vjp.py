@@ -2,6 +2,8 @@
 
 ``y = Cᵀ x`` is, by definition of the adjoint, the pullback of the cotangent
 ``x`` through the forward map ``y ↦ C y`` (`conv`). JAX's autodiff derives it.
+Integers have no cotangents in JAX, so for integer operands `integer_pullback`
+writes out the convolution JAX's transpose rule would emit.
 
 Derivatives. The pullback is bilinear in (x, w), so its JVP is
 ``T(ẋ, w) + T(x, ẇ)``. The tangent in x is this formulation again (its
@@ -29,6 +31,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
+from jax_tconv._layout import transposed_kernel
 from jax_tconv._operand_swap import avoid_operand_swap
 from jax_tconv._sharding import vary, varying
 from jax_tconv._safe_conv import conv
@@ -82,7 +85,9 @@ def adjoint_derivatives(primal, *, kernel_gradient=None, input_gradient=None):
 
 
 def pullback(x, w, spec: Spec):
-    """Cᵀ x as `jax.vjp` of C at the cotangent x."""
+    """Cᵀ x as `jax.vjp` of C at the cotangent x (integers: `integer_pullback`)."""
+    if jnp.issubdtype(x.dtype, jnp.integer):
+        return integer_pullback(x, w, spec)
     pet = spec.preferred_element_type
     if pet is not None and jnp.dtype(pet) != x.dtype:
         # A VJP returns the primal's dtype, so run the primal in the requested
@@ -94,6 +99,31 @@ def pullback(x, w, spec: Spec):
     _, vjp_fn = jax.vjp(lambda y: forward_conv(y, w, spec), y0)
     (y,) = vjp_fn(vary(x, axes))
     return y
+
+
+def integer_pullback(x, w, spec: Spec):
+    """Cᵀ x for integer x and w, which `jax.vjp` cannot give (integers have no cotangents).
+
+    The convolution JAX's transpose rule emits for the VJP of C with respect to its
+    input (``_conv_general_dilated_transpose_lhs`` in jax/_src/lax/convolution.py),
+    written out: x dilated by the strides, the kernel flipped and its channel roles
+    swapped (`transposed_kernel`), padded per dimension by
+    ``_conv_general_vjp_lhs_padding``'s amounts::
+
+        before = d*(k - 1) - lo,    after = o + d*(k - 1) - ((i - 1)*s + 1) - before
+
+    and accumulated in `preferred_element_type` (int32 by default), so every sum is exact.
+    """
+    kernel, rhs_spec = transposed_kernel(w, spec, flip=True)
+    pads = []
+    for i, k, s, d, (lo, _), o in zip(spec.in_spatial, spec.kernel_size, spec.strides,
+                                     spec.dilation, spec.forward_padding, spec.out_spatial):
+        before = d * (k - 1) - lo
+        pads.append((before, o + d * (k - 1) - ((i - 1) * s + 1) - before))
+    dn = lax.ConvDimensionNumbers(spec.dn.out_spec, rhs_spec, spec.dn.lhs_spec)
+    return conv(x, kernel, (1,) * spec.num_spatial, pads, lhs_dilation=spec.strides,
+                rhs_dilation=spec.dilation, dimension_numbers=dn, feature_group_count=spec.groups,
+                precision=spec.precision, preferred_element_type=spec.preferred_element_type)
 
 
 def conv_kernel_gradient(g, x, spec: Spec):

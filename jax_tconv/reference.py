@@ -60,7 +60,8 @@ def _source(p: int, o: int, mode: str, fn: str) -> int | None:
     return src
 
 
-def _folds(full_shape, padding, output_padding, padding_mode, fn) -> list[np.ndarray]:
+def _folds(full_shape, padding, output_padding, padding_mode, fn,
+           dtype=np.float64) -> list[np.ndarray]:
     """Per spatial dimension the 0/1 matrix ``M (o, full)``: output = M @ uncropped output."""
     if padding_mode not in _MODES:
         raise ValueError(f"{fn}: padding_mode must be one of {_MODES}, got {padding_mode!r}")
@@ -70,7 +71,7 @@ def _folds(full_shape, padding, output_padding, padding_mode, fn) -> list[np.nda
         if o < 1:
             raise ValueError(f"{fn}: the output size {o} is < 1; reduce padding or add "
                              f"output_padding")
-        m = np.zeros((o, size))
+        m = np.zeros((o, size), dtype)
         for q in range(size):
             src = _source(q - lo, o, padding_mode, fn)
             if src is not None:
@@ -88,7 +89,10 @@ def _along(a: np.ndarray, mats) -> np.ndarray:
 
 def _setup(x, w, strides, dilation) -> tuple[np.ndarray, np.ndarray, type, list[int]]:
     x, w = np.asarray(x), np.asarray(w)
-    dtype = np.complex128 if np.iscomplexobj(x) or np.iscomplexobj(w) else np.float64
+    if np.issubdtype(x.dtype, np.integer) and np.issubdtype(w.dtype, np.integer):
+        dtype: type = np.int64   # exact: every sum of integer products
+    else:
+        dtype = np.complex128 if np.iscomplexobj(x) or np.iscomplexobj(w) else np.float64
     n, _, *i = x.shape
     _, c_out_g, *k = w.shape
     full = [(ij - 1) * s + d * (kj - 1) + 1 for ij, kj, s, d in zip(i, k, strides, dilation)]
@@ -99,7 +103,7 @@ def conv_transpose_reference(x: ArrayLike, w: ArrayLike, *, strides: Sequence[in
                              padding: Sequence[tuple[int, int]], output_padding: Sequence[int],
                              dilation: Sequence[int], groups: int = 1,
                              padding_mode: str = "zeros") -> np.ndarray:
-    """Transposed convolution by explicit scatter, in float64 (or complex128).
+    """Transposed convolution by explicit scatter, in float64 (complex128; int64 for integers).
 
     Input element ``x[n, c, p]`` adds ``x[n, c, p] * w[c, :, t]`` to position
     ``p*s + t*d`` of an uncropped output of size ``(i - 1)*s + d*(k - 1) + 1``,
@@ -117,7 +121,7 @@ def conv_transpose_reference(x: ArrayLike, w: ArrayLike, *, strides: Sequence[in
     for cin, cout, p, t, at in _pairs(x.shape, w.shape, strides, dilation, groups):
         y[(slice(None), cout, *at)] += x[(slice(None), cin, *p)] @ w[(cin, slice(None), *t)]
     return _along(y, _folds(full, padding, output_padding, padding_mode,
-                            "conv_transpose_reference"))
+                            "conv_transpose_reference", dtype))
 
 
 def conv_transpose_reference_vjp(x: ArrayLike, w: ArrayLike, g: ArrayLike, *,
@@ -135,7 +139,8 @@ def conv_transpose_reference_vjp(x: ArrayLike, w: ArrayLike, g: ArrayLike, *,
       ``(dx, dw)`` shaped like ``x`` and ``w``.
     """
     x, w, dtype, full = _setup(x, w, strides, dilation)
-    mats = _folds(full, padding, output_padding, padding_mode, "conv_transpose_reference_vjp")
+    mats = _folds(full, padding, output_padding, padding_mode, "conv_transpose_reference_vjp",
+                  dtype)
     g_full = _along(np.asarray(g).astype(dtype), [m.T for m in mats])
     dx, dw = np.zeros_like(x), np.zeros_like(w)
     for cin, cout, p, t, at in _pairs(x.shape, w.shape, strides, dilation, groups):

@@ -4,7 +4,8 @@ For flax.nnx.Conv, a bound flax.linen.Conv and equinox.nn.Conv (and jax_tconv's
 ConvTranspose in each front end): the adjoint satisfies ``<C x, y> == <x, Cᵀ y>``,
 equals ``jax.vjp`` of the conv's linear part, shares the kernel (an optimizer
 step on one is seen by the other; a tied model's gradient is the sum of both
-uses), and ``adjoint(adjoint(conv))`` computes the conv again.
+uses), and ``adjoint(adjoint(conv))`` computes the conv again. Real kernels here;
+complex ones (the adjoint is then ``Cᴴ``, on the conjugate kernel) in test_hermitian.py.
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ def call(**kwargs):
 
 BAD = [
     # (kwargs, exception, message pattern)
-    (dict(x=jnp.ones((2, 4, 6))), ValueError, r"conv_transpose: x and w must have the same rank.*x.ndim=3 and w.ndim=4"),
+    (dict(x=jnp.ones((4, 6))), ValueError, r"conv_transpose: x must have w's rank .* or one axis fewer \(no batch axis.*x.ndim=2 and w.ndim=4"),
+    (dict(x=jnp.ones((1, 2, 4, 4, 6))), ValueError, r"conv_transpose: x must have w's rank.*x.ndim=5 and w.ndim=4"),
     (dict(x=jnp.ones((4, 6)), w=jnp.ones((3, 6))), ValueError, r"rank >= 3.*x\[None\]"),
     (dict(w=jnp.ones((3, 3, 2, 5))), ValueError, r"x has 6 channels \(axis 3 of x.shape=\(2, 4, 4, 6\)\) but w's 'O' axis \(axis 3 of w.shape=\(3, 3, 2, 5\).*has size 5"),
     (dict(groups=4), ValueError, r"groups=4 must divide the input channels, but 6 is not divisible by 4"),
@@ -47,11 +48,17 @@ BAD = [
     (dict(dimension_numbers=("NHWC", "HWIO")), TypeError, r"dimension_numbers must be None.*tuple of three strings"),
     (dict(dimension_numbers=("NHWC", "HWOO", "NHWC")), ValueError, r"malformed dimension_numbers \('NHWC', 'HWOO', 'NHWC'\)"),
     (dict(dimension_numbers=("NCH", "OIH", "NCH")), ValueError, r"malformed dimension_numbers.*rank-4"),
-    (dict(x=jnp.ones((2, 4, 4, 6), jnp.int32), w=jnp.ones((3, 3, 2, 6), jnp.int32)), TypeError, r"must be floating point or complex, got x.dtype=int32 and w.dtype=int32; cast the integer one\(s\) to a float dtype, e.g. x.astype\(jnp.float32\)"),
+    # Integers are accepted (tests/test_integer.py); bools, mixed kinds and a float accumulator are not.
+    (dict(x=jnp.ones((2, 4, 4, 6), bool), w=jnp.ones((3, 3, 2, 6), bool)), TypeError, r"conv_transpose: x and w must be floating point, complex or integer, got x.dtype=bool and w.dtype=bool; cast a bool array to an integer or float dtype"),
+    (dict(x=jnp.ones((2, 4, 4, 6), jnp.int8), w=jnp.ones((3, 3, 2, 6), jnp.uint8)), TypeError, r"same dtype, got x.dtype=int8 and w.dtype=uint8; cast both to one, e.g. x.astype\(jnp.int16\) and w.astype\(jnp.int16\)"),
+    (dict(x=jnp.ones((2, 4, 4, 6), jnp.int8), w=jnp.ones((3, 3, 2, 6), jnp.int8), preferred_element_type=jnp.float32), TypeError, r"conv_transpose: with integer operands \(int8\) preferred_element_type must be an integer dtype of at least 32 bits.*got <class 'jax.numpy.float32'>; leave it None for int32, and convert the integer result"),
+    (dict(x=jnp.ones((2, 4, 4, 6), jnp.int8), w=jnp.ones((3, 3, 2, 6), jnp.int8), preferred_element_type=jnp.int16), TypeError, r"integer dtype of at least 32 bits"),
+    (dict(preferred_element_type=jnp.int32), TypeError, r"preferred_element_type must be a floating dtype at least as wide as x's float32"),
     (dict(w=jnp.ones((3, 3, 2, 6), jnp.bfloat16)), TypeError, r"same dtype, got x.dtype=float32 and w.dtype=bfloat16; cast both to one, e.g. x.astype\(jnp.float32\) and w.astype\(jnp.float32\)"),
     (dict(x=jnp.ones((2, 0, 4, 6))), ValueError, r"spatial sizes must be >= 1"),
-    # An integer x beside a float w: the advice is a float cast, never an int one.
-    (dict(x=jnp.ones((2, 4, 4, 6), jnp.int32)), TypeError, r"got x.dtype=int32 and w.dtype=float32; cast the integer one\(s\) to a float dtype"),
+    # An integer x beside a float w: the advice is a float cast of the integer one (or quantizing).
+    (dict(x=jnp.ones((2, 4, 4, 6), jnp.int32)), TypeError, r"x and w must both be floating point \(or complex\) or both integers, got x.dtype=int32 and w.dtype=float32; cast the integer one to a float dtype, e.g. x.astype\(jnp.float32\), or quantize the float one"),
+    (dict(w=jnp.ones((3, 3, 2, 6), jnp.int8)), TypeError, r"got x.dtype=float32 and w.dtype=int8; cast the integer one to a float dtype, e.g. w.astype\(jnp.float32\)"),
     (dict(padding="Full"), ValueError, r"any case"),
     # Padding modes: PyTorch's names and F.pad's rules, against the output size o.
     (dict(padding_mode="wrap"), ValueError,

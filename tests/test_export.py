@@ -84,3 +84,60 @@ def test_batch_polymorphic_export(method):
         xb, _ = arrays(batch)
         np.testing.assert_allclose(restored.call(xb, w), forward(method)(xb, w), rtol=1e-6,
                                    atol=1e-6, err_msg=method)
+
+
+# ---------------------------------------------------------------------------------------
+# "auto" decides for the platform being lowered to (lax.platform_dependent).
+
+FORCED_PRODUCTS = "dot=1000,conv=1,temp=1000"   # on CPU "auto" must then run "products"
+LAYER = dict(strides=2, padding=1)
+
+
+def layer_arrays():
+    rng = np.random.default_rng(1)
+    return (rng.standard_normal((2, 6, 6, 8)).astype(np.float32),    # NHWC
+            rng.standard_normal((4, 4, 4, 8)).astype(np.float32))    # HWIO: 8 -> 4
+
+def program(fn, platforms, x, w):
+    return export.export(fn, platforms=platforms)(x, w).mlir_module()
+
+
+@pytest.mark.parametrize("pass_", ["forward", "gradient"])
+def test_a_multi_platform_export_carries_each_platforms_choice(monkeypatch, pass_):
+    monkeypatch.setenv("JAX_TCONV_RATES", FORCED_PRODUCTS)
+    x, w = layer_arrays()
+    choices = {p: jax_tconv.auto_method(x, w, backend=p, **LAYER).method for p in PLATFORMS}
+    assert choices == {"cpu": "products", "cuda": "vjp", "tpu": "vjp"}
+
+    def f(x, w):
+        return jax_tconv.conv_transpose(x, w, **LAYER)
+
+    fn = jax.jit(f) if pass_ == "forward" else jax.jit(
+        jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w))), argnums=(0, 1)))
+    # Lowered for one platform, the program holds that platform's formulation alone:
+    # "products" is matrix products (no convolution), "vjp" convolutions (no matrix product).
+    cpu = program(fn, ["cpu"], x, w)
+    assert "stablehlo.dot_general" in cpu and "stablehlo.convolution" not in cpu
+    for accelerator in ("cuda", "tpu"):
+        text = program(fn, [accelerator], x, w)
+        assert "stablehlo.convolution" in text and "stablehlo.dot_general" not in text
+    # One artifact for three platforms: both, behind the platform index; run here, the CPU's.
+    exp = export.export(fn, platforms=["cpu", "cuda", "tpu"])(x, w)
+    text = exp.mlir_module()
+    assert "stablehlo.dot_general" in text and "stablehlo.convolution" in text
+    expected = jax.jit(f if pass_ == "forward" else jax.grad(
+        lambda x, w: jnp.sum(jnp.sin(jax_tconv.conv_transpose(x, w, method="vjp", **LAYER))),
+        argnums=(0, 1)))(x, w)
+    for got, want in zip(jax.tree_util.tree_leaves(exp.call(x, w)),
+                         jax.tree_util.tree_leaves(expected)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_cpu_choice_on_an_accelerator_host_reads_no_calibration(monkeypatch):
+    """Lowered for CPU on a GPU or TPU host, "auto" uses the convolution table and measures
+    nothing (the rates would be read, and fail, if it did)."""
+    monkeypatch.setenv("JAX_TCONV_RATES", "not rates")
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    x, w = layer_arrays()
+    choice = jax_tconv.auto_method(x, w, backend="cpu", **LAYER)
+    assert choice.method in ("dilated", "phase") and "not calibrated" in choice.reason

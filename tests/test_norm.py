@@ -1,4 +1,7 @@
-"""`operator_norm` against the largest singular value of the explicit matrix `conv_matrix`."""
+"""`operator_norm` against the largest singular value of the explicit matrix `conv_matrix`.
+
+Real kernels here; complex ones (power iteration on ``CᴴC``) in test_hermitian.py.
+"""
 
 from __future__ import annotations
 

@@ -607,9 +607,14 @@ def invalid_calls(draw):
             w = jnp.asarray(w, other)
         else:
             x = jnp.asarray(x, other)
-    elif brk == "integer_dtype":
+    elif brk == "integer_dtype":   # integers are accepted; bools, or one beside a float, are not
         dt = draw(st.sampled_from([np.int32, np.int8, np.bool_, np.uint8]))
-        x, w = x.astype(dt), w.astype(dt)
+        if dt is np.bool_:
+            x, w = x.astype(dt), w.astype(dt)
+        elif draw(st.booleans()):
+            x = x.astype(dt)
+        else:
+            w = w.astype(dt)
     elif brk == "rank_mismatch":
         w = w[None]
     elif brk == "rank_too_low":

@@ -4,7 +4,10 @@
 hold `ConvTranspose`, `ResizeConv`, `SubPixelConv` and `PixelShuffle`, built on
 one shared implementation that imports no framework; `pixel_shuffle` and
 `pixel_unshuffle` are plain functions, and `adjoint` turns a convolution layer
-into its exact transpose on the same kernel (and back). Each front end is
+into its exact transpose on the same kernel (and back). The Flax front ends
+also hold `QuantizedConvTranspose` (int8 weights and activations, int32 sums),
+whose parameters `quantize_conv_transpose` makes from a float layer's and whose
+static input scale `input_scale` calibrates (docs/quantized.md). Each front end is
 imported on first use, so ``import jax_tconv.nn`` imports neither Flax nor
 Equinox, and ``import jax_tconv.nn.equinox`` does not import Flax.
 """
@@ -15,6 +18,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from jax_tconv.nn._adjoint import adjoint as adjoint
+from jax_tconv.nn._quantize import input_scale as input_scale
+from jax_tconv.nn._quantize import quantize_conv_transpose as quantize_conv_transpose
 from jax_tconv.nn._shuffle import pixel_shuffle as pixel_shuffle
 from jax_tconv.nn._shuffle import pixel_unshuffle as pixel_unshuffle
 
@@ -26,10 +31,12 @@ if TYPE_CHECKING:
 __all__ = [
     "adjoint",
     "equinox",
+    "input_scale",
     "linen",
     "nnx",
     "pixel_shuffle",
     "pixel_unshuffle",
+    "quantize_conv_transpose",
 ]
 
 # Front ends, by the framework they need (the extra that installs it).

@@ -1,4 +1,4 @@
-"""`adjoint(layer)`: the exact transpose of a convolution layer, sharing its kernel.
+"""`adjoint(layer)`: the exact adjoint of a convolution layer, sharing its kernel.
 
 A convolution ``C`` and a jax_tconv ConvTranspose ``Cᵀ`` read one kernel array
 the same way: flax's ``Conv`` kernel ``(*k, C_in // groups, C_out)`` is the
@@ -6,7 +6,9 @@ forward conv's ``'...IO'`` kernel, which is exactly what `conv_transpose`
 takes (`jax_tconv.nn._common`'s layout table), and Equinox's ``Conv.weight``
 ``(C_out, C_in // groups, *k)`` is the same kernel in ``'OI...'``, which is
 the weight of `jax_tconv.nn.equinox.ConvTranspose`. So the adjoint needs no
-flip and no copy: it is built on the layer's own kernel.
+flip and no copy: it is built on the layer's own kernel. A complex kernel's
+adjoint is ``Cᴴ = conj(C)ᵀ``, so it reads the kernel's conjugate (a copy in
+nnx, computed from the layer's array in linen and Equinox).
 
     flax.nnx.Conv                       <->  jax_tconv.nn.nnx.ConvTranspose (the same nnx.Param)
     flax.linen.Conv (bound)             <->  jax_tconv.nn.linen.ConvTranspose (bound to its kernel)
@@ -35,9 +37,10 @@ def adjoint(layer: Any, *, use_bias: bool = False) -> Any:
     """The exact adjoint of a convolution layer's linear part, built on the same kernel.
 
     For a convolution layer computing ``C x + b``, returns a layer computing
-    ``Cᵀ y`` (``+ c`` with ``use_bias=True``): ``<C x, y> == <x, Cᵀ y>`` for
-    all ``x`` and ``y``. The kernel is shared, not copied and not flipped, so
-    training one trains the other:
+    ``Cᴴ y`` (``+ c`` with ``use_bias=True``): ``<C x, y> == <x, Cᴴ y>`` for
+    all ``x`` and ``y``, with the inner product ``<a, b> = sum(conj(a) * b)``
+    (`jax.numpy.vdot`). For a real kernel ``Cᴴ = Cᵀ``, and the kernel is
+    shared, not copied and not flipped, so training one trains the other:
 
     ========================================  ==================================================
     layer                                     adjoint
@@ -58,6 +61,18 @@ def adjoint(layer: Any, *, use_bias: bool = False) -> Any:
     ``'CIRCULAR'``/``'REFLECT'``, Equinox's ``padding_mode``, jax_tconv's
     ``padding_mode``), ``dtype`` and ``precision``.
 
+    Complex kernels. The adjoint is the Hermitian one, ``Cᴴ = conj(C)ᵀ``: the
+    same layer type on the conjugate kernel ``conj(w)``, not the bilinear
+    transpose ``Cᵀ`` that `jax_tconv.conv_transpose` and the ConvTranspose
+    layers compute with ``w`` itself (PyTorch's definition, kept). The
+    conjugate is a new array, so the kernel is no longer the same object
+    (``adjoint(adjoint(conv))`` holds ``conj(conj(w))``, equal to ``w``):
+    linen and Equinox compute it from the layer's kernel where ``adjoint`` is
+    called, so inside the traced call the gradients of both uses still reach
+    the one kernel; nnx's adjoint holds it in a new ``nnx.Param`` that an
+    optimizer step on the layer does not change (for tied training, call
+    ``adjoint(self.conv)`` inside ``__call__``, as with Equinox).
+
     Sizes. ``C`` maps several input sizes to one output size (strides > 1), so
     ``Cᵀ`` must be told which one it returns: the returned ConvTranspose's
     ``__call__`` takes ``output_shape=`` (pass the conv input's shape, e.g.
@@ -76,7 +91,7 @@ def adjoint(layer: Any, *, use_bias: bool = False) -> Any:
         a linen adjoint is bound to the layer's variables and owns none).
 
     Returns:
-      The adjoint layer, as in the table.
+      The adjoint layer, as in the table (on ``conj(w)`` for a complex kernel).
 
     Raises:
       ValueError: the layer's linear part has no adjoint here, with the reason:

@@ -1,12 +1,14 @@
 """`jax_tconv.nn.adjoint` for Flax layers: nnx's and linen's Conv and jax_tconv's own.
 
 `jax_tconv.nn._adjoint` (which imports no framework) hands Flax layers here;
-the table and the rules are in its docstring.
+the table and the rules are in its docstring. A complex kernel's adjoint reads
+its conjugate (``Cᴴ = conj(C)ᵀ``): nnx holds it in a new Param, linen is bound
+to it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -131,6 +133,19 @@ def _zeros(key, shape, dtype=jnp.float32):
     return jnp.zeros(shape, dtype)
 
 
+def _hermitian_kernel(kernel):
+    """The kernel the adjoint reads: `kernel` itself if real, its conjugate if complex."""
+    return jnp.conj(kernel) if jnp.iscomplexobj(kernel) else kernel
+
+
+def _nnx_kernel(param: nnx.Param) -> nnx.Param:
+    """The adjoint's kernel Param: `param` itself (shared) if real; if complex, a new
+    Param (same metadata) holding the conjugate, which no longer tracks `param`."""
+    if not jnp.iscomplexobj(param[...]):
+        return param
+    return cast(nnx.Param, param.replace(jnp.conj(param[...])))
+
+
 def _check_one_conv(layer, jax_tconv_module) -> None:
     if isinstance(layer, jax_tconv_module.ResizeConv | jax_tconv_module.SubPixelConv):
         raise unsupported("jax_tconv", layer, NOT_ONE_CONV)
@@ -158,7 +173,7 @@ def _nnx_adjoint(layer, use_bias: bool):
 
 
 def _nnx_transpose(conv, use_bias: bool) -> tnnx.ConvTranspose:
-    """nnx.Conv -> the ConvTranspose holding the same kernel Param."""
+    """nnx.Conv -> the ConvTranspose holding the same kernel Param (its conjugate if complex)."""
     geo = _flax_geometry(conv)
     c_in, c_out = conv.in_features, conv.out_features
     out = tnnx.ConvTranspose(c_out, c_in, geo.kernel_size, strides=geo.strides,
@@ -167,12 +182,13 @@ def _nnx_transpose(conv, use_bias: bool) -> tnnx.ConvTranspose:
                              use_bias=use_bias, kernel_init=_zeros, bias_init=_zeros,
                              dtype=conv.dtype, param_dtype=conv.param_dtype,
                              precision=conv.precision, rngs=nnx.Rngs(0))
-    out.kernel = conv.kernel
+    out.kernel = _nnx_kernel(conv.kernel)
     return out
 
 
 def _nnx_conv(transpose: tnnx.ConvTranspose, use_bias: bool) -> nnx.Conv:
-    """jax_tconv's ConvTranspose -> the nnx.Conv holding the same kernel Param."""
+    """jax_tconv's ConvTranspose -> the nnx.Conv holding the same kernel Param (its
+    conjugate if complex)."""
     geo = _common.transpose_geometry(transpose.config)
     out = nnx.Conv(transpose.out_features, transpose.in_features, geo.kernel_size,
                    strides=geo.strides, padding=flax_conv_padding(geo, transpose),
@@ -181,7 +197,7 @@ def _nnx_conv(transpose: tnnx.ConvTranspose, use_bias: bool) -> nnx.Conv:
                    bias_init=_zeros, dtype=transpose.config.dtype,
                    param_dtype=transpose.kernel[...].dtype, precision=transpose.config.precision,
                    rngs=nnx.Rngs(0))
-    out.kernel = transpose.kernel
+    out.kernel = _nnx_kernel(transpose.kernel)
     return out
 
 
@@ -213,7 +229,7 @@ def _linen_adjoint(layer, use_bias: bool):
                        padding=flax_conv_padding(geo, layer), kernel_dilation=geo.dilation,
                        feature_group_count=geo.groups, use_bias=False, dtype=layer.dtype,
                        param_dtype=kernel.dtype, precision=layer.precision)
-        return conv.bind({"params": {"kernel": kernel}})
+        return conv.bind({"params": {"kernel": _hermitian_kernel(kernel)}})
     if isinstance(layer, nn.Conv):
         geo = _flax_geometry(layer)
         kernel = _linen_kernel(layer)
@@ -223,7 +239,7 @@ def _linen_adjoint(layer, use_bias: bool):
                                          padding_mode=geo.padding_mode,
                                          use_bias=False, dtype=layer.dtype,
                                          param_dtype=kernel.dtype, precision=layer.precision)
-        return transpose.bind({"params": {"kernel": kernel}})
+        return transpose.bind({"params": {"kernel": _hermitian_kernel(kernel)}})
     if isinstance(layer, nn.ConvTranspose):
         raise unsupported("flax", layer, "computes lax.conv_transpose, whose kernel is not a "
                           "forward conv's (unflipped, and its padding is the dilated input's); "

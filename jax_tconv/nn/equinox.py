@@ -390,7 +390,14 @@ def _zeros_bias(channels: int, n: int, dtype) -> jax.Array:
 
 
 def adjoint_layer(layer: Any, *, use_bias: bool) -> Any:
-    """`jax_tconv.nn.adjoint` for Equinox layers (`jax_tconv.nn._adjoint` hands them here)."""
+    """`jax_tconv.nn.adjoint` for Equinox layers (`jax_tconv.nn._adjoint` hands them here).
+
+    The adjoint holds the layer's weight array, or its conjugate if complex
+    (``Cᴴ = conj(C)ᵀ``), computed from that array: inside a traced ``__call__``
+    the gradients of both uses still reach the one leaf. The layer is built
+    abstractly with the weight's real dtype (the initialisers draw real numbers
+    only) and then given the arrays.
+    """
     if isinstance(layer, ConvTranspose):
         geo = _common.transpose_geometry(layer.config)
         n, w = layer.num_spatial_dims, layer.weight
@@ -400,8 +407,8 @@ def adjoint_layer(layer: Any, *, use_bias: bool) -> Any:
             lambda: eqx.nn.Conv(n, c_in, c_out, geo.kernel_size, stride=geo.strides,
                                 padding=geo.padding, dilation=geo.dilation, groups=geo.groups,
                                 padding_mode=geo.padding_mode.upper(), use_bias=use_bias,
-                                dtype=w.dtype, key=jax.random.key(0)),
-            w, bias)
+                                dtype=_real_dtype(w), key=jax.random.key(0)),
+            _hermitian_weight(w), bias)
     if isinstance(layer, eqx.nn.Conv):
         geo = _equinox_geometry(layer)
         n, w = layer.num_spatial_dims, layer.weight
@@ -411,8 +418,8 @@ def adjoint_layer(layer: Any, *, use_bias: bool) -> Any:
             lambda: ConvTranspose(n, c_in, c_out, geo.kernel_size, stride=geo.strides,
                                   padding=geo.padding, dilation=geo.dilation, groups=geo.groups,
                                   padding_mode=geo.padding_mode, use_bias=use_bias,
-                                  dtype=w.dtype, key=jax.random.key(0)),
-            w, bias)
+                                  dtype=_real_dtype(w), key=jax.random.key(0)),
+            _hermitian_weight(w), bias)
     if isinstance(layer, eqx.nn.ConvTranspose):
         raise unsupported("equinox", layer, "correlates the stride-dilated input with its "
                           "weight unflipped, so its weight is no forward conv's kernel; convert "
@@ -424,6 +431,16 @@ def adjoint_layer(layer: Any, *, use_bias: bool) -> Any:
         f"adjoint: expected an Equinox convolution layer (equinox.nn.Conv or "
         f"jax_tconv.nn.equinox.ConvTranspose), got {type(layer).__name__}."
     )
+
+
+def _hermitian_weight(weight: jax.Array) -> jax.Array:
+    """The adjoint's weight: `weight` itself if real, its conjugate if complex."""
+    return jnp.conj(weight) if jnp.iscomplexobj(weight) else weight
+
+
+def _real_dtype(weight: jax.Array):
+    """The dtype the adjoint is built with before it is given `weight`: its real part's."""
+    return jnp.finfo(weight.dtype).dtype
 
 
 def _equinox_geometry(conv) -> _common.ConvGeometry:

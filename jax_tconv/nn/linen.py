@@ -1,4 +1,5 @@
-"""`flax.linen` layers: ConvTranspose, ResizeConv, SubPixelConv, PixelShuffle.
+"""`flax.linen` layers: ConvTranspose, ResizeConv, SubPixelConv, PixelShuffle,
+QuantizedConvTranspose.
 
 Inputs are channels-last ``(*batch, *spatial, C)``, with any number of batch
 axes (none included); ``len(kernel_size)`` sets the number of spatial
@@ -18,17 +19,19 @@ moving its first axis last and its second axis before that
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jax_tconv.nn import _common
+from jax_tconv.nn import _common, _quantize
 from jax_tconv.nn._shuffle import pixel_shuffle
 from jax_tconv.typing import ArrayLike, DTypeLike, Initializer, IntOrSequence, Padding, Precision
 
-__all__ = ["ConvTranspose", "PixelShuffle", "ResizeConv", "SubPixelConv"]
+__all__ = ["ConvTranspose", "PixelShuffle", "QuantizedConvTranspose", "ResizeConv",
+           "SubPixelConv"]
 
 
 class _Upsampling(nn.Module):
@@ -259,3 +262,111 @@ class PixelShuffle(nn.Module):
     @nn.compact
     def __call__(self, x: ArrayLike) -> jax.Array:
         return pixel_shuffle(x, self.upscale_factor, num_spatial=self.num_spatial)
+
+
+class QuantizedConvTranspose(nn.Module):
+    """`ConvTranspose` with int8 weights and activations, int32 sums, float32 output.
+
+    Per output channel ``o``: ``y[o] = s_x · s_w[o] · Σ q(x)·q(w) + bias[o]``, where
+    ``q(w)`` is the int8 kernel with one float scale per output channel, ``q(x) =
+    round(clip(x / s_x, -127, 127))`` the int8 input with one scale for the whole
+    tensor, and the sum is `jax_tconv.conv_transpose` on int8 operands (int32).
+    The error against the float layer is at most ``s_x/2 · Σ|w| + s_w[o]/2 · Σ|x|
+    + n · s_x · s_w[o] / 4`` per output, summed over its ``n`` terms (docs/quantized.md).
+
+    Two modes, one geometry:
+
+    - ``fake_quant=False`` (inference): parameters ``kernel`` int8 ``(*k, features //
+      groups, C_in)``, ``kernel_scale`` float32 ``(features,)`` and ``bias``; get them
+      from a trained float layer's with `jax_tconv.nn.quantize_conv_transpose`. Not
+      trainable (integers have no gradient).
+    - ``fake_quant=True`` (quantization-aware training): the float parameters of
+      `ConvTranspose` (``kernel``, ``bias``), quantized on the fly with a
+      straight-through gradient; the forward equals the integer layer's (to 1 ulp).
+
+    Attributes:
+      features, kernel_size, strides, padding, output_padding, dilation, groups,
+        padding_mode, use_bias, kernel_init, bias_init, precision, method: as
+        `ConvTranspose`. The layer computes in int32 and float32 (no ``dtype``).
+      param_dtype: the float parameters' dtype (default float32).
+      fake_quant: the mode above (default False: integer inference).
+      input_scale: ``s_x``: None (default) for each call's ``max |x| / 127`` over
+        the whole input (the batch included), or a calibrated float, e.g.
+        ``float(jax_tconv.nn.input_scale(x_calibration))``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jax_tconv
+      >>> from jax_tconv.nn import linen
+      >>> x = jnp.ones((1, 8, 8, 5))
+      >>> float_layer = linen.ConvTranspose(features=3, kernel_size=(4, 4), strides=2, padding=1)
+      >>> params = float_layer.init(jax.random.key(0), x)["params"]
+      >>> layer = linen.QuantizedConvTranspose(features=3, kernel_size=(4, 4), strides=2,
+      ...                                      padding=1)
+      >>> q = jax_tconv.nn.quantize_conv_transpose(params)
+      >>> q["kernel"].dtype, layer.apply({"params": q}, x).shape
+      (dtype('int8'), (1, 16, 16, 3))
+    """
+
+    features: int
+    kernel_size: Sequence[int]
+    strides: IntOrSequence = 1
+    padding: Padding = 0
+    output_padding: IntOrSequence = 0
+    dilation: IntOrSequence = 1
+    groups: int = 1
+    use_bias: bool = True
+    kernel_init: Initializer = _common.transpose_kernel_init
+    bias_init: Initializer = _common.bias_init
+    param_dtype: DTypeLike = jnp.float32
+    precision: Precision = None
+    padding_mode: str = "zeros"
+    method: str = "auto"
+    fake_quant: bool = False
+    input_scale: float | None = None
+
+    def __post_init__(self):
+        _common.check_transpose(self._config().transpose)
+        super().__post_init__()
+
+    def _config(self) -> _quantize.QuantizedConfig:
+        return _quantize.quantized_config(
+            type(self).__name__, fake_quant=self.fake_quant, input_scale=self.input_scale,
+            features=self.features, kernel_size=self.kernel_size, strides=self.strides,
+            padding=self.padding, output_padding=self.output_padding, dilation=self.dilation,
+            groups=self.groups, precision=self.precision, method=self.method,
+            padding_mode=self.padding_mode)
+
+    @nn.compact
+    def __call__(self, x: ArrayLike, *,
+                 output_shape: Sequence[int] | None = None) -> jax.Array:
+        """``(*batch, *i, C_in) -> (*batch, *o, features)``, float32.
+
+        Args:
+          x: channels-last float input (quantized here).
+          output_shape: the output's spatial sizes (or full shape) instead of
+            `output_padding`.
+        """
+        config = self._config()
+        c_in = _common.input_features(config.transpose.name, x, config.transpose.num_spatial)
+        shape = (*config.transpose.kernel_size, self.features // self.groups, c_in)
+        if self.fake_quant:
+            kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
+            scale = None
+        else:
+            # A float kernel, quantized: at init both parameters come from the kernel's key,
+            # so that they agree (Flax also calls these on a dummy key to check shapes).
+            initializing = self.is_initializing()
+            keys: dict[str, jax.Array] = {}
+
+            def quantized(part, key, *_):
+                key = keys.setdefault("kernel", key) if initializing else key
+                float_kernel = self.kernel_init(key, shape, self.param_dtype)
+                return _quantize.quantize_conv_transpose({"kernel": float_kernel},
+                                                         groups=self.groups)[part]
+
+            kernel = self.param("kernel", functools.partial(quantized, "kernel"))
+            scale = self.param("kernel_scale", functools.partial(quantized, "kernel_scale"))
+        bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+                if self.use_bias else None)
+        return _quantize.quantized_conv_transpose_layer(config, x, kernel, scale, bias,
+                                                        output_shape=output_shape)

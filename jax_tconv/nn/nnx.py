@@ -1,4 +1,5 @@
-"""`flax.nnx` layers: ConvTranspose, ResizeConv, SubPixelConv, PixelShuffle.
+"""`flax.nnx` layers: ConvTranspose, ResizeConv, SubPixelConv, PixelShuffle,
+QuantizedConvTranspose.
 
 The same layers as `jax_tconv.nn.linen` (one shared implementation), with nnx's
 conventions: ``in_features`` and ``out_features`` up front, ``rngs`` keyword,
@@ -19,11 +20,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jax_tconv.nn import _common
+from jax_tconv.nn import _common, _quantize
 from jax_tconv.nn._shuffle import pixel_shuffle
 from jax_tconv.typing import ArrayLike, DTypeLike, Initializer, IntOrSequence, Padding, Precision
 
-__all__ = ["ConvTranspose", "PixelShuffle", "ResizeConv", "SubPixelConv"]
+__all__ = ["ConvTranspose", "PixelShuffle", "QuantizedConvTranspose", "ResizeConv",
+           "SubPixelConv"]
 
 
 def _params(module, rngs, kernel_init, kernel_shape, use_bias, bias_init, bias_shape,
@@ -193,3 +195,108 @@ class PixelShuffle(nnx.Module):
 
     def __call__(self, x: ArrayLike) -> jax.Array:
         return pixel_shuffle(x, self.upscale_factor, num_spatial=self.num_spatial)
+
+
+class QuantizedConvTranspose(nnx.Module):
+    """`ConvTranspose` with int8 weights and activations, int32 sums, float32 output.
+
+    See `jax_tconv.nn.linen.QuantizedConvTranspose` for the math and the error
+    bound. With ``fake_quant=False`` (inference) the attributes are ``kernel``
+    (int8, ``(*k, out_features // groups, in_features)``), ``kernel_scale``
+    (float32, ``(out_features,)``) and ``bias``; `from_float` converts a trained
+    float layer. With ``fake_quant=True`` (quantization-aware training) they are
+    `ConvTranspose`'s float ``kernel`` and ``bias`` (``kernel_scale`` is None),
+    quantized on the fly with a straight-through gradient.
+
+    Args:
+      in_features, out_features, kernel_size, strides, padding, output_padding,
+        dilation, groups, use_bias, kernel_init, bias_init, param_dtype, precision,
+        method, padding_mode: as `ConvTranspose` (no ``dtype``: the layer computes
+        in int32 and float32).
+      fake_quant: False (default) for integer inference, True for training.
+      input_scale: None (default) for each call's ``max |x| / 127``, or a
+        calibrated float (`jax_tconv.nn.input_scale`).
+      rngs: `nnx.Rngs` for the initializers (an int8 kernel is initialised as a
+        float one, then quantized).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jax_tconv.nn import nnx as tnnx
+      >>> float_layer = tnnx.ConvTranspose(5, 3, (4, 4), strides=2, padding=1, rngs=nnx.Rngs(0))
+      >>> layer = tnnx.QuantizedConvTranspose.from_float(float_layer)
+      >>> layer.kernel.dtype, layer(jnp.ones((1, 8, 8, 5))).shape
+      (dtype('int8'), (1, 16, 16, 3))
+    """
+
+    kernel: nnx.Param
+    kernel_scale: nnx.Param | None
+    bias: nnx.Param | None
+
+    def __init__(self, in_features: int, out_features: int, kernel_size: Sequence[int], *,
+                 strides: IntOrSequence = 1, padding: Padding = 0,
+                 output_padding: IntOrSequence = 0, dilation: IntOrSequence = 1,
+                 groups: int = 1, use_bias: bool = True,
+                 kernel_init: Initializer = _common.transpose_kernel_init,
+                 bias_init: Initializer = _common.bias_init,
+                 param_dtype: DTypeLike = jnp.float32, precision: Precision = None,
+                 method: str = "auto", padding_mode: str = "zeros", fake_quant: bool = False,
+                 input_scale: float | None = None, rngs: nnx.Rngs):
+        self.config = _quantize.quantized_config(
+            type(self).__name__, fake_quant=fake_quant, input_scale=input_scale,
+            features=out_features, kernel_size=kernel_size, strides=strides, padding=padding,
+            output_padding=output_padding, dilation=dilation, groups=groups,
+            precision=precision, method=method, padding_mode=padding_mode)
+        _common.check_transpose(self.config.transpose, in_features)
+        self.in_features, self.out_features = in_features, out_features
+        k = self.config.transpose.kernel_size
+        _params(self, rngs, kernel_init, (*k, out_features // groups, in_features), use_bias,
+                bias_init, (out_features,), param_dtype)
+        if fake_quant:
+            self.kernel_scale = nnx.data(None)
+        else:
+            q = _quantize.quantize_conv_transpose({"kernel": self.kernel[...]}, groups=groups)
+            self.kernel = nnx.Param(q["kernel"])
+            self.kernel_scale = nnx.Param(q["kernel_scale"])
+
+    @classmethod
+    def from_float(cls, layer: ConvTranspose | QuantizedConvTranspose, *,
+                   input_scale: float | None = None) -> QuantizedConvTranspose:
+        """The integer-inference layer of a trained float `ConvTranspose`, or of a
+        fake-quantized `QuantizedConvTranspose` (whose `input_scale` it keeps unless
+        one is given here): its kernel quantized per output channel, its bias as is."""
+        if isinstance(layer, QuantizedConvTranspose):
+            if not layer.config.fake_quant:
+                raise ValueError("QuantizedConvTranspose.from_float: the layer is quantized "
+                                 "already (fake_quant=False).")
+            geometry = layer.config.transpose
+            if input_scale is None:
+                input_scale = layer.config.input_scale
+        elif isinstance(layer, ConvTranspose):
+            geometry = layer.config
+        else:
+            raise TypeError(f"QuantizedConvTranspose.from_float: expected a ConvTranspose or a "
+                            f"fake-quantized QuantizedConvTranspose, got {type(layer).__name__}.")
+        kernel, bias = _read(layer)
+        out = cls(layer.in_features, layer.out_features, geometry.kernel_size,
+                  strides=geometry.strides, padding=geometry.padding,
+                  output_padding=geometry.output_padding, dilation=geometry.dilation,
+                  groups=geometry.groups, use_bias=bias is not None,
+                  precision=geometry.precision, method=geometry.method,
+                  padding_mode=geometry.padding_mode, input_scale=input_scale,
+                  kernel_init=lambda key, shape, dtype: kernel, rngs=nnx.Rngs(0))
+        if bias is not None:
+            out.bias = nnx.Param(bias)
+        return out
+
+    def __call__(self, x: ArrayLike, *,
+                 output_shape: Sequence[int] | None = None) -> jax.Array:
+        """``(*batch, *i, in_features) -> (*batch, *o, out_features)``, float32.
+
+        `output_shape`: the output's spatial sizes (or full shape) instead of
+        `output_padding`.
+        """
+        kernel, bias = _read(self)
+        scale = None if self.kernel_scale is None else self.kernel_scale[...]
+        return _quantize.quantized_conv_transpose_layer(self.config, x, kernel, scale, bias,
+                                                        output_shape=output_shape)
