@@ -53,7 +53,9 @@ def conv_matrix(w: ArrayLike, input_shape: Sequence[int], *, strides: IntOrSeque
         structural non-zeros instead of a dense array.
 
     Returns:
-      ``(prod(out_shape), prod(input_shape))``, dense or BCOO, of `w`'s dtype.
+      ``(prod(out_shape), prod(input_shape))``, dense or BCOO, of `w`'s dtype
+      (int32 for a narrower integer `w` with a padding mode, whose summed taps
+      could wrap in it).
 
     Raises:
       ValueError: dense `C` would exceed `MATMUL_MAX_BYTES`, or the usual
@@ -72,6 +74,9 @@ def conv_matrix(w: ArrayLike, input_shape: Sequence[int], *, strides: IntOrSeque
     spec = conv_spec("conv_matrix", x, w, strides=strides, padding=padding, dilation=dilation,
                      groups=groups, dimension_numbers=dimension_numbers, precision=None,
                      preferred_element_type=None, padding_mode=padding_mode)
+    if padding_mode != "zeros" and jnp.issubdtype(w.dtype, jnp.integer) and w.dtype.itemsize < 4:
+        # Taps that read one element add up in its entry: in int32, as `conv` sums them.
+        w = w.astype(jnp.int32)
     return _matrix("conv_matrix", w, tuple(x.shape), spec, sparse=sparse)
 
 

@@ -124,6 +124,10 @@ def operator_norm(w: ArrayLike, input_shape: Sequence[int], *, strides: IntOrSeq
     fn = "operator_norm"
     tol, max_iter = _check_options(fn, tol, max_iter)
     w = jnp.asarray(w)
+    if not jnp.issubdtype(w.dtype, jnp.inexact):
+        raise TypeError(f"{fn}: w must be floating point or complex (power iteration needs "
+                        f"real or complex vectors), got w.dtype={w.dtype}; pass "
+                        f"w.astype(jnp.float32), times its scale if it is quantized.")
     shape = list(_input_shape(fn, input_shape, w.ndim))
     cspec = conv_spec(fn, jax.ShapeDtypeStruct(tuple(shape), w.dtype), w, strides=strides,
                       padding=padding, dilation=dilation, groups=groups,

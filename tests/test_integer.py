@@ -170,3 +170,15 @@ def test_float8_with_a_float32_accumulator(case, method):
     reference = case.reference(np.asarray(x8.astype(jnp.float32)),
                                np.asarray(w8.astype(jnp.float32)))
     np.testing.assert_allclose(np.asarray(y), reference, rtol=1e-6, atol=1e-5)
+
+
+def test_conv_matrix_of_int8_with_a_padding_mode_does_not_wrap():
+    """Circular padding on a 1-wide input: all three taps land in one entry (3 * 100)."""
+    w = jnp.full((3, 1, 1), 100, jnp.int8)
+    c = jax_tconv.conv_matrix(w, (1, 1, 1), padding=1, padding_mode="circular")
+    assert c.dtype == jnp.int32 and int(c[0, 0]) == 300
+
+
+def test_operator_norm_of_an_integer_kernel_names_the_fix():
+    with pytest.raises(TypeError, match=r"operator_norm: w must be floating point.*astype"):
+        jax_tconv.operator_norm(jnp.ones((3, 3, 1, 1), jnp.int8), (1, 4, 4, 1))
