@@ -285,9 +285,10 @@ class QuantizedConvTranspose(nn.Module):
       straight-through gradient; the forward equals the integer layer's (to 1 ulp).
 
     Attributes:
-      features, kernel_size, strides, padding, output_padding, dilation, groups,
-        padding_mode, use_bias, kernel_init, bias_init, precision, method: as
-        `ConvTranspose`. The layer computes in int32 and float32 (no ``dtype``).
+      features, kernel_size, strides, padding, output_padding, dilation: as
+        `ConvTranspose`, and so are ``groups``, ``padding_mode``, ``use_bias``,
+        ``kernel_init``, ``bias_init``, ``precision`` and ``method``. The layer
+        computes in int32 and float32 (no ``dtype``).
       param_dtype: the float parameters' dtype (default float32).
       fake_quant: the mode above (default False: integer inference).
       input_scale: ``s_x``: None (default) for each call's ``max |x| / 127`` over

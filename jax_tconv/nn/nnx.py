@@ -209,10 +209,10 @@ class QuantizedConvTranspose(nnx.Module):
     quantized on the fly with a straight-through gradient.
 
     Args:
-      in_features, out_features, kernel_size, strides, padding, output_padding,
-        dilation, groups, use_bias, kernel_init, bias_init, param_dtype, precision,
-        method, padding_mode: as `ConvTranspose` (no ``dtype``: the layer computes
-        in int32 and float32).
+      in_features, out_features, kernel_size, strides, padding, output_padding: as
+        `ConvTranspose`, and so are ``dilation``, ``groups``, ``use_bias``,
+        ``kernel_init``, ``bias_init``, ``param_dtype``, ``precision``, ``method``
+        and ``padding_mode`` (no ``dtype``: the layer computes in int32 and float32).
       fake_quant: False (default) for integer inference, True for training.
       input_scale: None (default) for each call's ``max |x| / 127``, or a
         calibrated float (`jax_tconv.nn.input_scale`).
