@@ -236,3 +236,12 @@ def _equinox_batched(module, x, kw):
 
 
 _EQUINOX_BATCHED = None
+
+
+def cf(x):
+    """Channels-last ``(N, *s, C)`` as Equinox's batch of ``(C, *s)``."""
+    return jnp.moveaxis(x, -1, 1)
+
+
+def cl(x):
+    return jnp.moveaxis(x, 1, -1)

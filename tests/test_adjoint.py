@@ -17,7 +17,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from nn_helpers import EQUINOX, HAS_EQUINOX, np_init, np_normal
+from nn_helpers import EQUINOX, HAS_EQUINOX, cf, cl, np_init, np_normal
 
 import jax_tconv
 from jax_tconv.nn import adjoint
@@ -68,15 +68,6 @@ def eqx_kwargs(kw, k):
         padding, mode = mode_pairs(k, kw.get("dilation", 1)), padding
     return dict(stride=kw.get("strides", 1), padding=padding, padding_mode=mode,
                 dilation=kw.get("dilation", 1), groups=kw.get("groups", 1))
-
-
-def cf(x):
-    """Channels-last ``(N, *s, C)`` as Equinox's batch of ``(C, *s)``."""
-    return jnp.moveaxis(x, -1, 1)
-
-
-def cl(x):
-    return jnp.moveaxis(x, 1, -1)
 
 
 class Tied(nn.Module):

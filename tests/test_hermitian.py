@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from nn_helpers import EQUINOX, from_equinox, to_equinox
+from nn_helpers import EQUINOX, cf, cl, from_equinox, to_equinox
 
 import jax_tconv
 from jax_tconv.nn import adjoint
@@ -97,15 +97,6 @@ def eqx_kwargs(case):
     return dict(stride=kw.get("strides", 1), padding=kw.get("padding", 0),
                 padding_mode=kw.get("padding_mode", "zeros").upper(),
                 dilation=kw.get("dilation", 1), groups=kw.get("groups", 1))
-
-
-def cf(x):
-    """Channels-last ``(N, *s, C)`` as Equinox's batch of ``(C, *s)``."""
-    return jnp.moveaxis(x, -1, 1)
-
-
-def cl(x):
-    return jnp.moveaxis(x, 1, -1)
 
 
 class Tied(nn.Module):
